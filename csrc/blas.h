@@ -1,0 +1,51 @@
+/* blas.h: the only place that names BLAS symbols (as NumPy's npy_cblas.h).
+ * Two builds: the scipy-openblas32 wheel, whose symbols carry a scipy_ prefix,
+ * and a system OpenBLAS with plain cblas_ names. Both use a 32-bit blasint, so
+ * every size passed to BLAS must be checked against O1P_BLAS_INT_MAX first.
+ * Kernels call O1P_SGEMM and friends; they pass transposes, never copy.
+ */
+#ifndef O1P_BLAS_H
+#define O1P_BLAS_H
+
+#include <cblas.h>
+#include <limits.h>
+
+#ifdef O1P_BLAS_PREFIX_SCIPY
+#define O1P_CBLAS_FUNC(name) scipy_cblas_##name
+#define O1P_OPENBLAS_FUNC(name) scipy_openblas_##name
+#else
+#define O1P_CBLAS_FUNC(name) cblas_##name
+#define O1P_OPENBLAS_FUNC(name) openblas_##name
+#endif
+
+typedef blasint o1p_blasint;
+#define O1P_BLAS_INT_MAX INT_MAX
+
+/* C = alpha * op(A) op(B) + beta * C, row-major. */
+#define O1P_SGEMM(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)                 \
+    O1P_CBLAS_FUNC(sgemm)(CblasRowMajor, (ta) ? CblasTrans : CblasNoTrans,               \
+                          (tb) ? CblasTrans : CblasNoTrans, (o1p_blasint)(m),            \
+                          (o1p_blasint)(n), (o1p_blasint)(k), (alpha), (a),              \
+                          (o1p_blasint)(lda), (b), (o1p_blasint)(ldb), (beta), (c),      \
+                          (o1p_blasint)(ldc))
+
+/* y = alpha * op(A) x + beta * y, row-major. */
+#define O1P_SGEMV(ta, m, n, alpha, a, lda, x, incx, beta, y, incy)                       \
+    O1P_CBLAS_FUNC(sgemv)(CblasRowMajor, (ta) ? CblasTrans : CblasNoTrans,               \
+                          (o1p_blasint)(m), (o1p_blasint)(n), (alpha), (a),              \
+                          (o1p_blasint)(lda), (x), (o1p_blasint)(incx), (beta), (y),     \
+                          (o1p_blasint)(incy))
+
+#define O1P_SDOT(n, x, incx, y, incy)                                                    \
+    O1P_CBLAS_FUNC(sdot)((o1p_blasint)(n), (x), (o1p_blasint)(incx), (y), (o1p_blasint)(incy))
+
+/* Thread control. OpenBLAS's pthread pool is global; the _local variant sets
+ * the count for the calling thread only and returns the previous value, which
+ * is how our own parallel regions keep BLAS single-threaded inside them. */
+#define O1P_BLAS_SET_THREADS(n) O1P_OPENBLAS_FUNC(set_num_threads)(n)
+#define O1P_BLAS_GET_THREADS() O1P_OPENBLAS_FUNC(get_num_threads)()
+#define O1P_BLAS_SET_THREADS_LOCAL(n) O1P_OPENBLAS_FUNC(set_num_threads_local)(n)
+#define O1P_BLAS_CONFIG() O1P_OPENBLAS_FUNC(get_config)()
+#define O1P_BLAS_CORENAME() O1P_OPENBLAS_FUNC(get_corename)()
+
+#endif /* O1P_BLAS_H */

@@ -1,0 +1,96 @@
+/* o1p.h: macros, status codes and the dimension legend shared by every C file
+ * of o1pruner's core. Kernels include this and blas.h only: no Python.h.
+ *
+ * Dimension legend (used in every shape comment of the project):
+ *   S  samples (flat list of sampled responses)     G  groups (problems)
+ *   N  tokens (rows of a flattened batch)           V  vocabulary size
+ *   B  sequences in a batch                         T  time steps (padded)
+ *   d  hidden width                                 H  attention heads
+ *   L  layers                                       K  samples per problem
+ * Arrays are C-contiguous; [B,T] means row b starts at b*T.
+ */
+#ifndef O1P_H
+#define O1P_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes returned by kernels. Bindings translate them to exceptions. */
+enum {
+    O1P_OK = 0,
+    O1P_ENOMEM = 1,   /* an allocation failed */
+    O1P_EVALUE = 2,   /* bad value found during compute (e.g. all -inf row) */
+    O1P_EINDEX = 3    /* index out of range found during compute */
+};
+
+/* Every size and index in kernels is a signed 64-bit integer (NumPy's npy_intp
+ * on our platforms); BLAS takes its own integer type (blas.h). */
+typedef int64_t o1p_int;
+
+#if defined(__GNUC__) || defined(__clang__)
+#define O1P_RESTRICT __restrict__
+#define O1P_INLINE static inline __attribute__((always_inline))
+#define O1P_UNUSED __attribute__((unused))
+#define O1P_LIKELY(x) __builtin_expect(!!(x), 1)
+#define O1P_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define O1P_RESTRICT
+#define O1P_INLINE static inline
+#define O1P_UNUSED
+#define O1P_LIKELY(x) (x)
+#define O1P_UNLIKELY(x) (x)
+#endif
+
+/* Function multiversioning: hot loops get an AVX-512 and an AVX2+FMA clone
+ * besides the baseline, chosen once at load time by the ifunc resolver
+ * (cpu features are read by __builtin_cpu_supports). Off under sanitizers and
+ * for non-x86 targets. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(O1P_NO_CLONES)
+#define O1P_TARGET_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define O1P_HAVE_CLONES 1
+#else
+#define O1P_TARGET_CLONES
+#endif
+
+/* OpenMP is optional. O1P_OMP(x) expands to `#pragma omp x` when available and
+ * to nothing otherwise; every parallel loop must be correct serially. */
+#define O1P_PRAGMA_(x) _Pragma(#x)
+#ifdef _OPENMP
+#include <omp.h>
+#define O1P_OMP(x) O1P_PRAGMA_(omp x)
+#else
+#define O1P_OMP(x)
+#endif
+
+/* Checked size arithmetic: returns 1 on overflow. */
+static inline int o1p_mul_overflow(o1p_int a, o1p_int b, o1p_int *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+static inline int o1p_add_overflow(o1p_int a, o1p_int b, o1p_int *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+
+#define O1P_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define O1P_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- runtime: threads and CPU features (kernels/runtime.c) -------------- */
+
+/* Number of threads our parallel loops use (>= 1). Defaults to the CPUs this
+ * process may run on. Inside a forked child it drops to 1 (libgomp's pool does
+ * not survive fork) until set again. */
+int o1p_get_num_threads(void);
+/* Sets our thread count and the BLAS thread count used outside our parallel
+ * regions. n < 1 is clamped to 1. */
+void o1p_set_num_threads(int n);
+/* Threads to use for a loop with `work` units of roughly equal cost, given the
+ * minimum work worth one thread (so small inputs stay single-threaded). */
+int o1p_threads_for(o1p_int work, o1p_int min_work_per_thread);
+/* Highest instruction-set level the target clones dispatch to on this CPU:
+ * "x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2+FMA)" or "baseline". */
+const char *o1p_simd_level(void);
+/* Called once when the module loads: installs the fork handler. */
+void o1p_runtime_init(void);
+
+#endif /* O1P_H */

@@ -1,0 +1,77 @@
+"""Test helpers: comparisons that print the max difference, leak loops,
+layout variants of an input array."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+
+import numpy as np
+
+
+def assert_close(actual, desired, rtol=1e-6, atol=1e-6, what=""):
+    """np.testing-style closeness whose failure message shows the max
+    absolute and relative difference and where it is."""
+    actual = np.asarray(actual, dtype=np.float64)
+    desired = np.asarray(desired, dtype=np.float64)
+    assert actual.shape == desired.shape, f"{what}: shape {actual.shape} != {desired.shape}"
+    same_inf = (actual == desired) | (np.isnan(actual) & np.isnan(desired))
+    diff = np.where(same_inf, 0.0, np.abs(actual - desired))
+    tol = atol + rtol * np.abs(desired)
+    bad = ~(diff <= tol)
+    if bad.any():
+        i = np.unravel_index(np.argmax(np.where(bad, diff, -1)), diff.shape)
+        rel = diff / np.maximum(np.abs(desired), 1e-300)
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {diff.size} elements differ; max abs diff "
+            f"{np.nanmax(diff):.3e}, max rel diff {np.nanmax(np.where(same_inf, 0, rel)):.3e}; "
+            f"worst at {i}: actual {actual[i]!r} desired {desired[i]!r} (rtol={rtol}, atol={atol})"
+        )
+
+
+def layouts(a: np.ndarray):
+    """Yield (name, array) variants with the same values: C order, Fortran
+    order, a strided view, a negatively strided view, read-only, float64 and
+    unaligned copies. Useful to check that inputs of any layout are accepted."""
+    yield "C", np.ascontiguousarray(a)
+    yield "F", np.asfortranarray(a)
+    big = np.zeros(a.shape[:-1] + (a.shape[-1] * 2,), dtype=a.dtype) if a.ndim else None
+    if big is not None:
+        big[..., ::2] = a
+        yield "strided", big[..., ::2]
+        rev = np.ascontiguousarray(a[..., ::-1])
+        yield "negative-stride", rev[..., ::-1]
+    ro = a.copy()
+    ro.setflags(write=False)
+    yield "read-only", ro
+    if a.dtype.kind == "f":
+        yield "float64", a.astype(np.float64)
+    raw = np.zeros(a.nbytes + 1, dtype=np.uint8)
+    un = raw[1:].view(a.dtype).reshape(a.shape)
+    un[...] = a
+    yield "unaligned", un
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux /proc)."""
+    with open(f"/proc/{os.getpid()}/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def leak_check(fn, n=2000, warmup=200, max_growth_bytes=4 << 20):
+    """Call fn() n times after warmup; fail if RSS grows by more than
+    max_growth_bytes or the total reference count drifts."""
+    for _ in range(warmup):
+        fn()
+    gc.collect()
+    rss0 = rss_bytes()
+    refs0 = sys.gettotalrefcount() if hasattr(sys, "gettotalrefcount") else None
+    for _ in range(n):
+        fn()
+    gc.collect()
+    growth = rss_bytes() - rss0
+    assert growth <= max_growth_bytes, f"RSS grew by {growth / 2**20:.1f} MiB over {n} calls"
+    if refs0 is not None:
+        drift = sys.gettotalrefcount() - refs0
+        assert abs(drift) < n // 10, f"reference count drifted by {drift} over {n} calls"

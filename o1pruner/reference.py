@@ -13,6 +13,8 @@ __all__ = [
     "reference_stats",
     "length_harmonizing_reward",
     "harmonize_weights",
+    "token_logprobs",
+    "token_logprobs_backward",
 ]
 
 
@@ -57,3 +59,58 @@ def harmonize_weights(rewards, clip=(-2.0, 4.0), normalize="dataset", group=None
             out[sel] = z(w[sel])
         return out
     return w
+
+
+# ---- token log-probs (shared by the logprob and fused families) ------------
+
+def token_logprobs(logits, targets, temperature=1.0, ignore_index=-100):
+    """(logp, entropy, lse) per row of z = logits / temperature, float64.
+
+    logp[i] = z[i, t_i] - lse[i], lse[i] = log sum_j exp z[i, j],
+    entropy[i] = -sum_j p_ij log p_ij = lse[i] - sum_j p_ij z_ij.
+    Rows whose target is ignore_index give 0 for all three. Entries of -inf
+    (a masked vocabulary) have p = 0 and add nothing to the entropy.
+    """
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    t = np.asarray(targets, dtype=np.int64)
+    n = z.shape[0]
+    logp, ent, lse = np.zeros(n), np.zeros(n), np.zeros(n)
+    for i in range(n):
+        if t[i] == ignore_index:
+            continue
+        m = z[i].max()
+        s = np.exp(z[i] - m).sum()
+        lse[i] = m + np.log(s)
+        p = np.exp(z[i] - lse[i])
+        finite = p > 0
+        ent[i] = lse[i] - (p[finite] * z[i][finite]).sum()
+        logp[i] = z[i, t[i]] - lse[i]
+    return logp, ent, lse
+
+
+def token_logprobs_backward(logits, targets, grad_logp, grad_entropy=None, temperature=1.0,
+                            ignore_index=-100):
+    """d/d logits of sum_i grad_logp[i] logp[i] + grad_entropy[i] entropy[i].
+
+    With p = softmax(z) and z = logits / temperature:
+    d logp_i / d z_ij = 1[j = t_i] - p_ij and
+    d H_i / d z_ij = -p_ij (z_ij - sum_k p_ik z_ik); both scaled by 1/temperature.
+    """
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    t = np.asarray(targets, dtype=np.int64)
+    g = np.zeros_like(z)
+    for i in range(z.shape[0]):
+        if t[i] == ignore_index:
+            continue
+        m = z[i].max()
+        lse = m + np.log(np.exp(z[i] - m).sum())
+        p = np.exp(z[i] - lse)
+        finite = p > 0
+        zf = np.where(finite, z[i], 0.0)
+        ez = (p * zf).sum()
+        row = -grad_logp[i] * p
+        row[t[i]] += grad_logp[i]
+        if grad_entropy is not None:
+            row -= grad_entropy[i] * p * (zf - ez)
+        g[i] = row / temperature
+    return g

@@ -10,6 +10,7 @@ Public API (NumPy arrays in and out):
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
 - metrics: :func:`aes`
+- models: :class:`o1pruner.models.TinyLM` (a small Qwen2-style transformer)
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
@@ -17,6 +18,7 @@ Public API (NumPy arrays in and out):
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .metrics import aes
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
+from . import models  # noqa: E402  (o1pruner.models.TinyLM)
 
 __version__ = "0.1.0"
 
@@ -31,4 +33,5 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    "models",
 ]

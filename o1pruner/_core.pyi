@@ -35,3 +35,62 @@ def harmonize_weights(
     normalize: Optional[str] = ...,
     group: Optional[npt.ArrayLike] = ...,
 ) -> _F64: ...
+
+# model (o1pruner.models.TinyLM); config = (vocab_size, hidden_size,
+# intermediate_size, num_hidden_layers, num_attention_heads,
+# max_position_embeddings, rms_norm_eps, rope_theta)
+_ModelConfig = Tuple[int, int, int, int, int, int, float, float]
+def model_layout(config: _ModelConfig) -> list[Tuple[str, int, Tuple[int, ...]]]: ...
+def model_num_params(config: _ModelConfig) -> int: ...
+def model_arena_size(config: _ModelConfig, n_tokens: int) -> int: ...
+def model_forward(
+    config: _ModelConfig,
+    params: _F32,
+    arena: _F32,
+    input_ids: npt.ArrayLike,
+    attention_mask: Optional[npt.ArrayLike] = ...,
+    targets: Optional[npt.ArrayLike] = ...,
+    ignore_index: int = ...,
+    temperature: float = ...,
+    return_entropy: bool = ...,
+    return_hidden: bool = ...,
+) -> Tuple[Optional[_F32], Optional[_F32], Optional[_F32]]: ...
+def model_backward(
+    config: _ModelConfig,
+    params: _F32,
+    grads: _F32,
+    arena: _F32,
+    input_ids: npt.ArrayLike,
+    attention_mask: Optional[npt.ArrayLike],
+    targets: npt.ArrayLike,
+    grad_logp: npt.ArrayLike,
+    ignore_index: int = ...,
+    temperature: float = ...,
+) -> None: ...
+def model_grad_norm(grads: _F32) -> float: ...
+def model_adamw_step(
+    params: _F32,
+    grads: _F32,
+    exp_avg: _F32,
+    exp_avg_sq: _F32,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    max_grad_norm: Optional[float] = ...,
+) -> float: ...
+def model_generate(
+    config: _ModelConfig,
+    params: _F32,
+    prompt_ids: npt.ArrayLike,
+    prompt_offsets: npt.ArrayLike,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    stop_token_ids: Optional[npt.ArrayLike],
+    seed: int,
+    seq_index0: int = ...,
+    fill: int = ...,
+) -> Tuple[_I64, _I64, npt.NDArray[np.bool_]]: ...

@@ -15,6 +15,8 @@ __all__ = [
     "harmonize_weights",
     "token_logprobs",
     "token_logprobs_backward",
+    "tinylm_forward",
+    "tinylm_backward",
 ]
 
 
@@ -114,3 +116,194 @@ def token_logprobs_backward(logits, targets, grad_logp, grad_entropy=None, tempe
             row -= grad_entropy[i] * p * (zf - ez)
         g[i] = row / temperature
     return g
+
+
+# ---- TinyLM: the Qwen2-style transformer of o1pruner.models ----------------
+#
+# params: dict of Hugging Face Qwen2 names -> arrays; config: anything with the
+# Qwen2Config attribute names (o1pruner.models.TinyLMConfig). One sequence at
+# a time, real tokens only (right padding: positions are column indices, so
+# padding never changes the real tokens' results).
+
+def _tinylm_rmsnorm(x, w, eps):
+    r = 1.0 / np.sqrt((x * x).mean(-1, keepdims=True) + eps)
+    return w * (x * r), r
+
+
+def _tinylm_rmsnorm_backward(x, r, w, dy):
+    """y = w x r, r = (mean x^2 + eps)^-1/2: dx = r g - x r^3 (g.x)/d, g = w dy."""
+    g = w * dy
+    dx = r * g - x * r**3 * (g * x).sum(-1, keepdims=True) / x.shape[-1]
+    dw = (dy * x * r).sum(0)
+    return dx, dw
+
+
+def _tinylm_rope_tables(n, head_dim, theta):
+    """cos, sin [n, head_dim] with HF's layout: angle_i = pos / theta^(2i/D),
+    repeated for both halves (rotate_half pairs i with i + D/2)."""
+    inv_freq = 1.0 / theta ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+    ang = np.arange(n, dtype=np.float64)[:, None] * inv_freq[None, :]
+    ang = np.concatenate([ang, ang], axis=1)
+    return np.cos(ang), np.sin(ang)
+
+
+def _tinylm_rotate_half(x):
+    h = x.shape[-1] // 2
+    return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+
+
+def _tinylm_attention(q, k, v):
+    """Causal softmax(q k^T / sqrt(D)) v per head; q, k, v [H, n, D]."""
+    n, D = q.shape[1], q.shape[2]
+    s = q @ k.transpose(0, 2, 1) / np.sqrt(D)
+    s = np.where(np.tril(np.ones((n, n), dtype=bool)), s, -np.inf)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return p @ v, p
+
+
+def _tinylm_layer_names(i):
+    pre = f"model.layers.{i}."
+    return {k: pre + v for k, v in dict(
+        ln1="input_layernorm.weight", ln2="post_attention_layernorm.weight",
+        wq="self_attn.q_proj.weight", bq="self_attn.q_proj.bias",
+        wk="self_attn.k_proj.weight", bk="self_attn.k_proj.bias",
+        wv="self_attn.v_proj.weight", bv="self_attn.v_proj.bias",
+        wo="self_attn.o_proj.weight", wg="mlp.gate_proj.weight",
+        wu="mlp.up_proj.weight", wd="mlp.down_proj.weight").items()}
+
+
+def _tinylm_sequence_forward(P, config, ids):
+    """Hidden states [n, d] after the final norm, and the per-layer cache."""
+    d, H = config.hidden_size, config.num_attention_heads
+    D, eps, n = d // H, config.rms_norm_eps, len(ids)
+    cos, sin = _tinylm_rope_tables(n, D, config.rope_theta)
+    heads = lambda a: a.reshape(n, H, D).transpose(1, 0, 2)   # [n, d] -> [H, n, D]
+    x = P["model.embed_tokens.weight"][ids]
+    layers = []
+    for i in range(config.num_hidden_layers):
+        nm = _tinylm_layer_names(i)
+        c = {"x": x}
+        h, c["r1"] = _tinylm_rmsnorm(x, P[nm["ln1"]], eps)
+        c["h1"] = h
+        q = heads(h @ P[nm["wq"]].T + P[nm["bq"]])
+        k = heads(h @ P[nm["wk"]].T + P[nm["bk"]])
+        v = heads(h @ P[nm["wv"]].T + P[nm["bv"]])
+        q = q * cos + _tinylm_rotate_half(q) * sin
+        k = k * cos + _tinylm_rotate_half(k) * sin
+        o, p = _tinylm_attention(q, k, v)
+        c.update(q=q, k=k, v=v, p=p)
+        c["a"] = o.transpose(1, 0, 2).reshape(n, d)
+        x = x + c["a"] @ P[nm["wo"]].T
+        c["xm"] = x
+        h, c["r2"] = _tinylm_rmsnorm(x, P[nm["ln2"]], eps)
+        c["h2"] = h
+        c["g"], c["u"] = h @ P[nm["wg"]].T, h @ P[nm["wu"]].T
+        sig = 1.0 / (1.0 + np.exp(-c["g"]))
+        c["act"] = c["g"] * sig * c["u"]
+        x = x + c["act"] @ P[nm["wd"]].T
+        layers.append(c)
+    hidden, rf = _tinylm_rmsnorm(x, P["model.norm.weight"], eps)
+    return hidden, {"layers": layers, "x": x, "rf": rf, "cos": cos, "sin": sin}
+
+
+def tinylm_forward(params, config, input_ids, attention_mask=None, targets=None,
+                   ignore_index=-100, temperature=1.0):
+    """float64 forward of the whole model over a right-padded batch.
+
+    Returns (logp[B,T], hidden[B,T,d], cache): logp[b,t] = log softmax(h_t E^T
+    / temperature)[targets[b,t]] for real positions with a target, else 0;
+    hidden are the final-norm states (0 on padding); cache feeds
+    tinylm_backward.
+    """
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    ids = np.asarray(input_ids, dtype=np.int64)
+    B, T = ids.shape
+    mask = np.ones((B, T), bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
+    lengths = mask.sum(1)
+    E = P["model.embed_tokens.weight"]
+    logp = np.zeros((B, T))
+    hidden = np.zeros((B, T, config.hidden_size))
+    caches = []
+    for b in range(B):
+        n = int(lengths[b])
+        if n == 0:
+            caches.append(None)
+            continue
+        h, c = _tinylm_sequence_forward(P, config, ids[b, :n])
+        hidden[b, :n] = h
+        c.update(h=h, ids=ids[b, :n])
+        if targets is not None:
+            t = np.asarray(targets, dtype=np.int64)[b, :n]
+            z = h @ E.T / temperature
+            m = z.max(-1, keepdims=True)
+            lse = m[:, 0] + np.log(np.exp(z - m).sum(-1))
+            keep = t != ignore_index
+            logp[b, :n] = np.where(keep, z[np.arange(n), np.where(keep, t, 0)] - lse, 0.0)
+            c.update(z=z, lse=lse, t=t, keep=keep)
+        caches.append(c)
+    return logp, hidden, {"P": P, "lengths": lengths, "seqs": caches, "temperature": temperature}
+
+
+def tinylm_backward(config, cache, grad_logp):
+    """Gradients (dict of the same names, float64) of sum grad_logp * logp,
+    by hand-written reverse mode through tinylm_forward's cache."""
+    P, T = cache["P"], cache["temperature"]
+    d, H = config.hidden_size, config.num_attention_heads
+    D = d // H
+    G = {k: np.zeros_like(v) for k, v in P.items()}
+    E = P["model.embed_tokens.weight"]
+    gl = np.asarray(grad_logp, dtype=np.float64)
+    for b, c in enumerate(cache["seqs"]):
+        if c is None:
+            continue
+        n = len(c["h"])
+        # LM head: d logp_t / d z_tj = 1[j = target] - softmax_j, z = h E^T / T
+        p = np.exp(c["z"] - c["lse"][:, None])
+        dz = -p
+        dz[np.arange(n), np.where(c["keep"], c["t"], 0)] += 1.0
+        dz *= (gl[b, :n] * c["keep"])[:, None] / T
+        G["model.embed_tokens.weight"] += dz.T @ c["h"]
+        dh = dz @ E
+        dx, dw = _tinylm_rmsnorm_backward(c["x"], c["rf"], P["model.norm.weight"], dh)
+        G["model.norm.weight"] += dw
+        heads = lambda a: a.reshape(n, H, D).transpose(1, 0, 2)
+        merge = lambda a: a.transpose(1, 0, 2).reshape(n, d)
+        for i in reversed(range(config.num_hidden_layers)):
+            nm, L = _tinylm_layer_names(i), c["layers"][i]
+            # MLP: x_out = xm + act Wd^T, act = silu(g) u
+            G[nm["wd"]] += dx.T @ L["act"]
+            dact = dx @ P[nm["wd"]]
+            sig = 1.0 / (1.0 + np.exp(-L["g"]))
+            du = dact * L["g"] * sig
+            dg = dact * L["u"] * sig * (1.0 + L["g"] * (1.0 - sig))
+            G[nm["wg"]] += dg.T @ L["h2"]
+            G[nm["wu"]] += du.T @ L["h2"]
+            dh2 = dg @ P[nm["wg"]] + du @ P[nm["wu"]]
+            ddx, dw = _tinylm_rmsnorm_backward(L["xm"], L["r2"], P[nm["ln2"]], dh2)
+            G[nm["ln2"]] += dw
+            dx = dx + ddx
+            # attention: xm = x + a Wo^T
+            G[nm["wo"]] += dx.T @ L["a"]
+            do = heads(dx @ P[nm["wo"]])
+            p = L["p"]
+            dv = p.transpose(0, 2, 1) @ do
+            dp = do @ L["v"].transpose(0, 2, 1)
+            ds = p * (dp - (dp * p).sum(-1, keepdims=True)) / np.sqrt(D)
+            dq = ds @ L["k"]
+            dk = ds.transpose(0, 2, 1) @ L["q"]
+            # rope is a rotation: its transpose rotates back (sin -> -sin)
+            cos, sin = c["cos"], c["sin"]
+            unrope = lambda g: g * cos - _tinylm_rotate_half(g * sin)
+            dq, dk, dv = merge(unrope(dq)), merge(unrope(dk)), merge(dv)
+            h1 = L["h1"]
+            dh1 = np.zeros_like(h1)
+            for w, bias, g in ((nm["wq"], nm["bq"], dq), (nm["wk"], nm["bk"], dk), (nm["wv"], nm["bv"], dv)):
+                G[w] += g.T @ h1
+                G[bias] += g.sum(0)
+                dh1 += g @ P[w]
+            ddx, dw = _tinylm_rmsnorm_backward(L["x"], L["r1"], P[nm["ln1"]], dh1)
+            G[nm["ln1"]] += dw
+            dx = dx + ddx
+        np.add.at(G["model.embed_tokens.weight"], c["ids"], dx)  # embedding rows
+    return G

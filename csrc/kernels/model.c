@@ -1,9 +1,8 @@
 /* model.c: parameter layout, the layer building blocks (RMSNorm, rotary
  * embedding, causal attention, SwiGLU) and the training forward/backward of
- * the Qwen2-style transformer declared in model.h. Big matmuls go to BLAS
- * (multi-threaded, outside our parallel regions); per-row work and attention
- * per (sequence, head) run on our OpenMP threads, where the pthreads OpenBLAS
- * sees omp_in_parallel() and stays single-threaded.
+ * the Qwen2-style transformer declared in model.h. Threading: one group of
+ * sequences per thread through the whole network (see model_ops.h); the LM
+ * head and log-probs go through the fused kernel (fused.h) over all rows.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -128,15 +127,10 @@ o1p_int model_arena_floats(const model_config *c, o1p_int N) {
     return arena_carve(c, N, NULL, &m);
 }
 
-/* ---- row kernels (vectorised; target clones pick AVX-512/AVX2) ------------ */
+/* ---- row kernels (serial; target clones pick AVX-512/AVX2) --------------- */
 
-/* Threads for a loop over `rows` rows of `cols` floats each. */
-static int threads_for_rows(o1p_int rows, o1p_int cols) {
-    return o1p_threads_for(rows * cols, (o1p_int)1 << 14);
-}
-
-/* sum x[i]^2 in double with 8 independent partial sums (vectorisable and
- * with a fixed order, so the result does not depend on threads). */
+/* sum x[i]^2 in double with 8 independent partial sums (vectorisable, fixed
+ * order). */
 O1P_INLINE double sumsq_d(const float *x, o1p_int n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     o1p_int i = 0;
@@ -168,114 +162,49 @@ O1P_INLINE double sum_d(const float *x, o1p_int n) {
 }
 
 O1P_TARGET_CLONES
-static float rmsnorm_row(o1p_int d, const float *x, const float *w, float eps, float *y) {
-    /* as HF Qwen2RMSNorm: w * (x * rsqrt(mean(x^2) + eps)); the mean in double */
-    float r = (float)(1.0 / sqrt(sumsq_d(x, d) / (double)d + (double)eps));
-    for (o1p_int j = 0; j < d; j++) y[j] = w[j] * (x[j] * r);
-    return r;
-}
-
-void model_rmsnorm_forward(o1p_int N, o1p_int d, const float *x, const float *w, float eps,
-                           float *y, float *rstd) {
-    int nt = threads_for_rows(N, d);
-    (void)nt;
-    O1P_OMP(parallel for num_threads(nt) schedule(static))
-    for (o1p_int n = 0; n < N; n++) {
-        float r = rmsnorm_row(d, x + n * d, w, eps, y + n * d);
-        if (rstd) rstd[n] = r;
+void model_rmsnorm_rows(o1p_int n, o1p_int d, const float *x, const float *w, float eps, float *y,
+                        float *rstd) {
+    for (o1p_int i = 0; i < n; i++) {
+        const float *xr = x + i * d;
+        float *yr = y + i * d;
+        /* as HF Qwen2RMSNorm: w * (x * rsqrt(mean(x^2) + eps)); the mean in double */
+        float r = (float)(1.0 / sqrt(sumsq_d(xr, d) / (double)d + (double)eps));
+        for (o1p_int j = 0; j < d; j++) yr[j] = w[j] * (xr[j] * r);
+        if (rstd) rstd[i] = r;
     }
 }
 
-/* d/dx of y = w x r with r = (mean(x^2) + eps)^(-1/2), g = w dy:
- *   dx = r g - x r^3 (g . x) / d       (ACCUMULATES into dx) */
+/* Backward of y = w x r with r = (mean(x^2) + eps)^(-1/2), g = w dy:
+ *   dx = r g - x r^3 (g . x) / d     (ACCUMULATES into dx[n,d])
+ *   dw = sum_rows dy x r              (ACCUMULATES into dw[d]; double sums)
+ * acc: d doubles of scratch; g: d floats of scratch. */
 O1P_TARGET_CLONES
-static void rmsnorm_backward_row(o1p_int d, const float *x, float r, const float *w,
-                                 const float *dy, float *dx, float *g) {
-    for (o1p_int j = 0; j < d; j++) g[j] = w[j] * dy[j];
-    float c = (float)(dot_d(g, x, d) * (double)r * (double)r * (double)r / (double)d);
-    for (o1p_int j = 0; j < d; j++) dx[j] += r * g[j] - c * x[j];
+static void rmsnorm_backward_rows(o1p_int n, o1p_int d, const float *x, const float *rstd,
+                                  const float *w, const float *dy, float *dx, float *dw,
+                                  double *acc, float *g) {
+    for (o1p_int j = 0; j < d; j++) acc[j] = 0.0;
+    for (o1p_int i = 0; i < n; i++) {
+        const float *xr = x + i * d, *dyr = dy + i * d;
+        float *dxr = dx + i * d, r = rstd[i];
+        for (o1p_int j = 0; j < d; j++) {
+            g[j] = w[j] * dyr[j];
+            acc[j] += (double)dyr[j] * (double)(xr[j] * r);
+        }
+        float cf = (float)(dot_d(g, xr, d) * (double)r * (double)r * (double)r / (double)d);
+        for (o1p_int j = 0; j < d; j++) dxr[j] += r * g[j] - cf * xr[j];
+    }
+    for (o1p_int j = 0; j < d; j++) dw[j] += (float)acc[j];
 }
 
-/* dw[j] += sum_n dy[n,j] x[n,j] r[n] over columns c0..c1, double accumulation
- * in row order (so the result does not depend on how columns are split). */
+/* out[j] += sum over rows of a[n, C] (leading dim ld), double sums. */
 O1P_TARGET_CLONES
-static void rmsnorm_dw_cols(o1p_int N, o1p_int d, o1p_int c0, o1p_int c1, const float *x,
-                            const float *rstd, const float *dy, double *acc, float *dw) {
-    for (o1p_int j = c0; j < c1; j++) acc[j] = 0.0;
-    for (o1p_int n = 0; n < N; n++) {
-        const float *xr = x + n * d, *gr = dy + n * d;
-        double r = rstd[n];
-        for (o1p_int j = c0; j < c1; j++) acc[j] += (double)gr[j] * ((double)xr[j] * r);
+static void colsum_rows(o1p_int n, o1p_int C, o1p_int ld, const float *a, float *out, double *acc) {
+    for (o1p_int j = 0; j < C; j++) acc[j] = 0.0;
+    for (o1p_int i = 0; i < n; i++) {
+        const float *ar = a + i * ld;
+        for (o1p_int j = 0; j < C; j++) acc[j] += (double)ar[j];
     }
-    for (o1p_int j = c0; j < c1; j++) dw[j] += (float)acc[j];
-}
-
-/* column sums: out[j] += sum_n a[n, j] for columns c0..c1 of a[N, ld]. */
-O1P_TARGET_CLONES
-static void colsum_cols(o1p_int N, o1p_int ld, o1p_int c0, o1p_int c1, const float *a, double *acc,
-                        float *out) {
-    for (o1p_int j = c0; j < c1; j++) acc[j] = 0.0;
-    for (o1p_int n = 0; n < N; n++) {
-        const float *ar = a + n * ld;
-        for (o1p_int j = c0; j < c1; j++) acc[j] += (double)ar[j];
-    }
-    for (o1p_int j = c0; j < c1; j++) out[j] += (float)acc[j];
-}
-
-/* Split columns 0..C into nt contiguous blocks: block i is [c0, c1). */
-static void col_block(o1p_int C, int nt, int i, o1p_int *c0, o1p_int *c1) {
-    *c0 = C * i / nt;
-    *c1 = C * (i + 1) / nt;
-}
-
-/* dx += d/dx (rmsnorm), dw += d/dw. Returns O1P_ENOMEM on allocation failure. */
-static int rmsnorm_backward(o1p_int N, o1p_int d, const float *x, const float *rstd,
-                            const float *w, const float *dy, float *dx, float *dw) {
-    int nt = threads_for_rows(N, d);
-    double *acc = (double *)malloc((size_t)d * sizeof(double));
-    float *g = (float *)malloc((size_t)nt * (size_t)d * sizeof(float));
-    if (!acc || !g) {
-        free(acc);
-        free(g);
-        return O1P_ENOMEM;
-    }
-    O1P_OMP(parallel num_threads(nt))
-    {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        O1P_OMP(for schedule(static))
-        for (o1p_int n = 0; n < N; n++)
-            rmsnorm_backward_row(d, x + n * d, rstd[n], w, dy + n * d, dx + n * d, g + (o1p_int)tid * d);
-        o1p_int c0, c1;
-        col_block(d, nth, tid, &c0, &c1);
-        rmsnorm_dw_cols(N, d, c0, c1, x, rstd, dy, acc, dw);
-    }
-    free(acc);
-    free(g);
-    return O1P_OK;
-}
-
-/* out[j] += sum over rows of a[N, C] (leading dim ld). */
-static int colsum_accumulate(o1p_int N, o1p_int C, o1p_int ld, const float *a, float *out) {
-    int nt = threads_for_rows(N, C);
-    double *acc = (double *)malloc((size_t)C * sizeof(double));
-    if (!acc) return O1P_ENOMEM;
-    O1P_OMP(parallel num_threads(nt))
-    {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        o1p_int c0, c1;
-        col_block(C, nth, tid, &c0, &c1);
-        colsum_cols(N, ld, c0, c1, a, acc, out);
-    }
-    free(acc);
-    return O1P_OK;
+    for (o1p_int j = 0; j < C; j++) out[j] += (float)acc[j];
 }
 
 /* ---- rotary embedding --------------------------------------------------- */
@@ -311,42 +240,39 @@ void model_rope_free(model_rope *r) {
 }
 
 O1P_TARGET_CLONES
-static void bias_rope_row(o1p_int d, o1p_int H, float *row, const float *bias, const float *c,
-                          const float *s) {
-    for (o1p_int j = 0; j < 3 * d; j++) row[j] += bias[j];
+void model_bias_rope_rows(o1p_int n, o1p_int d, o1p_int H, float *qkv, const float *bias,
+                          const int64_t *pos, const model_rope *rope) {
     o1p_int D = d / H, half = D / 2;
-    for (o1p_int h = 0; h < 2 * H; h++) { /* H query heads then H key heads */
-        float *x1 = row + h * D, *x2 = x1 + half;
-        for (o1p_int i = 0; i < half; i++) {
-            float a = x1[i], b = x2[i];
-            x1[i] = a * c[i] - b * s[i];
-            x2[i] = b * c[i] + a * s[i];
+    for (o1p_int i = 0; i < n; i++) {
+        float *row = qkv + i * 3 * d;
+        const float *c = rope->cos + pos[i] * half, *s = rope->sin + pos[i] * half;
+        for (o1p_int j = 0; j < 3 * d; j++) row[j] += bias[j];
+        for (o1p_int h = 0; h < 2 * H; h++) { /* H query heads then H key heads */
+            float *x1 = row + h * D, *x2 = x1 + half;
+            for (o1p_int k = 0; k < half; k++) {
+                float a = x1[k], b = x2[k];
+                x1[k] = a * c[k] - b * s[k];
+                x2[k] = b * c[k] + a * s[k];
+            }
         }
-    }
-}
-
-void model_bias_rope_forward(o1p_int N, o1p_int d, o1p_int H, float *qkv, const float *bias,
-                             const int64_t *pos, const model_rope *rope) {
-    int nt = threads_for_rows(N, 3 * d);
-    (void)nt;
-    O1P_OMP(parallel for num_threads(nt) schedule(static))
-    for (o1p_int n = 0; n < N; n++) {
-        o1p_int p = pos[n];
-        bias_rope_row(d, H, qkv + n * 3 * d, bias, rope->cos + p * rope->half,
-                      rope->sin + p * rope->half);
     }
 }
 
 /* The transpose of the rotation (rotation by -angle) on dq and dk. */
 O1P_TARGET_CLONES
-static void rope_backward_row(o1p_int d, o1p_int H, float *row, const float *c, const float *s) {
+static void rope_backward_rows(o1p_int n, o1p_int d, o1p_int H, float *dqkv, const int64_t *pos,
+                               const model_rope *rope) {
     o1p_int D = d / H, half = D / 2;
-    for (o1p_int h = 0; h < 2 * H; h++) {
-        float *x1 = row + h * D, *x2 = x1 + half;
-        for (o1p_int i = 0; i < half; i++) {
-            float a = x1[i], b = x2[i];
-            x1[i] = a * c[i] + b * s[i];
-            x2[i] = b * c[i] - a * s[i];
+    for (o1p_int i = 0; i < n; i++) {
+        float *row = dqkv + i * 3 * d;
+        const float *c = rope->cos + pos[i] * half, *s = rope->sin + pos[i] * half;
+        for (o1p_int h = 0; h < 2 * H; h++) {
+            float *x1 = row + h * D, *x2 = x1 + half;
+            for (o1p_int k = 0; k < half; k++) {
+                float a = x1[k], b = x2[k];
+                x1[k] = a * c[k] + b * s[k];
+                x2[k] = b * c[k] - a * s[k];
+            }
         }
     }
 }
@@ -354,35 +280,30 @@ static void rope_backward_row(o1p_int d, o1p_int H, float *row, const float *c, 
 /* ---- SwiGLU ------------------------------------------------------------- */
 
 O1P_TARGET_CLONES
-static void swiglu_row(o1p_int F, const float *gu, float *act) {
-    const float *g = gu, *u = gu + F;
-    for (o1p_int j = 0; j < F; j++) act[j] = g[j] / (1.0f + o1p_expf(-g[j])) * u[j];
-}
-
-void model_swiglu_forward(o1p_int N, o1p_int F, const float *gu, float *act) {
-    int nt = threads_for_rows(N, 2 * F);
-    (void)nt;
-    O1P_OMP(parallel for num_threads(nt) schedule(static))
-    for (o1p_int n = 0; n < N; n++) swiglu_row(F, gu + n * 2 * F, act + n * F);
+void model_swiglu_rows(o1p_int n, o1p_int F, const float *gu, float *act) {
+    for (o1p_int i = 0; i < n; i++) {
+        const float *g = gu + i * 2 * F, *u = g + F;
+        float *a = act + i * F;
+        for (o1p_int j = 0; j < F; j++) a[j] = g[j] / (1.0f + o1p_expf(-g[j])) * u[j];
+    }
 }
 
 /* act = silu(g) u with s = sigmoid(g): d act/d u = g s, d act/d g = u s (1 + g (1 - s)). */
 O1P_TARGET_CLONES
-static void swiglu_backward_row(o1p_int F, const float *gu, const float *dact, float *dgu) {
-    const float *g = gu, *u = gu + F;
-    float *dg = dgu, *du = dgu + F;
-    for (o1p_int j = 0; j < F; j++) {
-        float s = 1.0f / (1.0f + o1p_expf(-g[j]));
-        du[j] = dact[j] * g[j] * s;
-        dg[j] = dact[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+static void swiglu_backward_rows(o1p_int n, o1p_int F, const float *gu, const float *dact,
+                                 float *dgu) {
+    for (o1p_int i = 0; i < n; i++) {
+        const float *g = gu + i * 2 * F, *u = g + F, *da = dact + i * F;
+        float *dg = dgu + i * 2 * F, *du = dg + F;
+        for (o1p_int j = 0; j < F; j++) {
+            float s = 1.0f / (1.0f + o1p_expf(-g[j]));
+            du[j] = da[j] * g[j] * s;
+            dg[j] = da[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+        }
     }
 }
 
 /* ---- attention ---------------------------------------------------------- */
-
-/* Query rows per block: block i0..i1 only needs keys 0..start+i1, which skips
- * most of the masked upper triangle while keeping the sgemms reasonably big. */
-#define O1P_ATTN_QBLOCK 64
 
 /* Softmax of s[0..nvalid) in place (entries nvalid..nk set to 0); returns lse. */
 O1P_TARGET_CLONES
@@ -411,10 +332,13 @@ static void dsoftmax_row(const float *p, float *dp, float Dsum, o1p_int nvalid, 
     for (o1p_int j = nvalid; j < nk; j++) dp[j] = 0.0f;
 }
 
-/* One (sequence, head): n queries at positions start..start+n-1. */
-static void attn_head_forward(o1p_int n, o1p_int start, o1p_int D, float scale, const float *q,
-                              o1p_int ldq, const float *k, const float *v, o1p_int ldkv, float *o,
-                              o1p_int ldo, float *lse, float *S) {
+/* Query blocks of O1P_ATTN_QBLOCK rows: block i0..i1 only needs keys
+ * 0..start+i1, which skips most of the masked upper triangle while keeping
+ * the sgemms reasonably large. */
+void model_attention_head(o1p_int n, o1p_int start, o1p_int D, const float *q, o1p_int ldq,
+                          const float *k, const float *v, o1p_int ldkv, float *out, o1p_int ldo,
+                          float *lse, float *S) {
+    float scale = (float)(1.0 / sqrt((double)D));
     for (o1p_int i0 = 0; i0 < n; i0 += O1P_ATTN_QBLOCK) {
         o1p_int i1 = O1P_MIN(n, i0 + O1P_ATTN_QBLOCK), m = i1 - i0, nk = start + i1;
         O1P_SGEMM(0, 1, m, nk, D, scale, q + i0 * ldq, ldq, k, ldkv, 0.0f, S, nk);
@@ -422,57 +346,19 @@ static void attn_head_forward(o1p_int n, o1p_int start, o1p_int D, float scale, 
             float l = softmax_row(S + r * nk, start + i0 + r + 1, nk);
             if (lse) lse[i0 + r] = l;
         }
-        O1P_SGEMM(0, 0, m, D, nk, 1.0f, S, nk, v, ldkv, 0.0f, o + i0 * ldo, ldo);
+        O1P_SGEMM(0, 0, m, D, nk, 1.0f, S, nk, v, ldkv, 0.0f, out + i0 * ldo, ldo);
     }
-}
-
-int model_attention_forward(o1p_int nseq, const o1p_int *qrow0, const o1p_int *nq,
-                            const o1p_int *start, const o1p_int *krow0, o1p_int H, o1p_int D,
-                            const float *q, o1p_int ldq, const float *k, const float *v,
-                            o1p_int ldkv, float *out, o1p_int ldo, float *lse,
-                            o1p_int lse_stride) {
-    o1p_int maxk = 1, work = 0;
-    for (o1p_int b = 0; b < nseq; b++) {
-        o1p_int nk = (start ? start[b] : 0) + nq[b];
-        maxk = O1P_MAX(maxk, nk);
-        work += nq[b] * nk;
-    }
-    o1p_int jobs = nseq * H;
-    int nt = o1p_threads_for(work * H * D, (o1p_int)1 << 16);
-    if (nt > jobs) nt = (int)(jobs > 0 ? jobs : 1);
-    int status = O1P_OK;
-    float scale = (float)(1.0 / sqrt((double)D));
-    O1P_OMP(parallel num_threads(nt))
-    {
-        float *S = (float *)malloc((size_t)O1P_ATTN_QBLOCK * (size_t)maxk * sizeof(float));
-        if (S == NULL) {
-            O1P_OMP(atomic write)
-            status = O1P_ENOMEM;
-        }
-        /* longest sequences first would balance better; rows are similar here */
-        O1P_OMP(for schedule(dynamic, 1))
-        for (o1p_int job = 0; job < jobs; job++) {
-            if (S == NULL) continue;
-            o1p_int b = job / H, h = job % H;
-            if (nq[b] == 0) continue;
-            o1p_int st = start ? start[b] : 0;
-            attn_head_forward(nq[b], st, D, scale, q + qrow0[b] * ldq + h * D, ldq,
-                              k + krow0[b] * ldkv + h * D, v + krow0[b] * ldkv + h * D, ldkv,
-                              out + qrow0[b] * ldo + h * D, ldo,
-                              lse ? lse + h * lse_stride + qrow0[b] : NULL, S);
-        }
-        free(S);
-    }
-    return status;
 }
 
 /* Backward of one (sequence, head) with start = 0 (training). q, k, v are
- * the rotated projections in qkv; o the attention output; dq, dk, dv the
- * matching column slices of dqkv (overwritten). */
-static void attn_head_backward(o1p_int n, o1p_int D, float scale, const float *q, const float *k,
-                               const float *v, o1p_int ldqkv, const float *o, const float *dO,
-                               o1p_int ldo, const float *lse, float *dq, float *dk, float *dv,
-                               float *S, float *dP) {
+ * the rotated projections (leading dim ldqkv); o the attention output and dO
+ * its gradient (ldo); dq, dk, dv overwritten (ldqkv). S, dP: scratch of
+ * O1P_ATTN_QBLOCK * n floats each. */
+static void attention_head_backward(o1p_int n, o1p_int D, const float *q, const float *k,
+                                    const float *v, o1p_int ldqkv, const float *o, const float *dO,
+                                    o1p_int ldo, const float *lse, float *dq, float *dk, float *dv,
+                                    float *S, float *dP) {
+    float scale = (float)(1.0 / sqrt((double)D));
     for (o1p_int i = 0; i < n; i++) {
         memset(dk + i * ldqkv, 0, (size_t)D * sizeof(float));
         memset(dv + i * ldqkv, 0, (size_t)D * sizeof(float));
@@ -495,42 +381,47 @@ static void attn_head_backward(o1p_int n, o1p_int D, float scale, const float *q
     }
 }
 
-static int attention_backward(o1p_int nseq, const o1p_int *off, const o1p_int *len, o1p_int N,
-                              o1p_int d, o1p_int H, const float *qkv, const float *att,
-                              const float *datt, const float *lse, float *dqkv) {
-    o1p_int D = d / H, maxk = 1, work = 0;
+/* ---- work split --------------------------------------------------------- */
+
+int model_partition(const model_config *c, o1p_int nseq, const o1p_int *n, const o1p_int *start,
+                    int nt, o1p_int *cut) {
+    o1p_int d = c->hidden_size, F = c->intermediate_size;
+    /* cost of a sequence ~ flops per layer: matmuls 2 n (4d^2 + 3dF) and
+     * attention about 4 n (start + n/2) d */
+    double total = 0.0, row = 2.0 * (double)d * (4.0 * (double)d + 3.0 * (double)F);
     for (o1p_int b = 0; b < nseq; b++) {
-        maxk = O1P_MAX(maxk, len[b]);
-        work += len[b] * len[b];
+        double s = start ? (double)start[b] : 0.0;
+        total += (double)n[b] * (row + 4.0 * (s + 0.5 * (double)n[b]) * (double)d);
     }
-    o1p_int jobs = nseq * H;
-    int nt = o1p_threads_for(work * d, (o1p_int)1 << 16);
-    if (nt > jobs) nt = (int)(jobs > 0 ? jobs : 1);
-    int status = O1P_OK;
-    float scale = (float)(1.0 / sqrt((double)D));
-    o1p_int ld = 3 * d;
-    O1P_OMP(parallel num_threads(nt))
-    {
-        size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)maxk;
-        float *S = (float *)malloc(2 * blk * sizeof(float));
-        if (S == NULL) {
-            O1P_OMP(atomic write)
-            status = O1P_ENOMEM;
-        }
-        O1P_OMP(for schedule(dynamic, 1))
-        for (o1p_int job = 0; job < jobs; job++) {
-            if (S == NULL) continue;
-            o1p_int b = job / H, h = job % H, r0 = off[b];
-            if (len[b] == 0) continue;
-            const float *base = qkv + r0 * ld + h * D;
-            float *dbase = dqkv + r0 * ld + h * D;
-            attn_head_backward(len[b], D, scale, base, base + d, base + 2 * d, ld,
-                               att + r0 * d + h * D, datt + r0 * d + h * D, d, lse + h * N + r0,
-                               dbase, dbase + d, dbase + 2 * d, S, S + blk);
-        }
-        free(S);
+    cut[0] = 0;
+    if (nt < 2 || nseq < 2 || total <= 0.0) {
+        cut[1] = nseq;
+        return 1;
     }
-    return status;
+    int g = 0;
+    double acc = 0.0, worst = 0.0, group = 0.0;
+    for (o1p_int b = 0; b < nseq; b++) {
+        double s = start ? (double)start[b] : 0.0;
+        double cb = (double)n[b] * (row + 4.0 * (s + 0.5 * (double)n[b]) * (double)d);
+        acc += cb;
+        group += cb;
+        /* close the group once it reaches its share (keep >= 1 sequence per
+         * remaining group) */
+        if (g < nt - 1 && acc >= total * (double)(g + 1) / (double)nt && nseq - (b + 1) >= 1) {
+            cut[++g] = b + 1;
+            worst = O1P_MAX(worst, group);
+            group = 0.0;
+        }
+    }
+    cut[++g] = nseq;
+    worst = O1P_MAX(worst, group);
+    /* a split where one thread does most of the work is slower than one
+     * thread with multi-threaded BLAS */
+    if (g < 2 || total / ((double)g * worst) < 0.6) {
+        cut[1] = nseq;
+        return 1;
+    }
+    return g;
 }
 
 /* ---- forward / backward ------------------------------------------------- */
@@ -538,7 +429,7 @@ static int attention_backward(o1p_int nseq, const o1p_int *off, const o1p_int *l
 /* Packed view of a right-padded batch. */
 typedef struct {
     o1p_int B, N, maxlen;
-    o1p_int *off, *len; /* [B+1], [B] */
+    o1p_int *off, *len;       /* [B+1], [B] */
     int64_t *ids, *tgt, *pos; /* [N] */
 } packed_batch;
 
@@ -573,78 +464,187 @@ static int pack_batch(o1p_int B, o1p_int T, const int64_t *ids, const int64_t *l
     if (!p->ids || !p->tgt || !p->pos) return O1P_ENOMEM;
     for (o1p_int b = 0; b < B; b++) {
         for (o1p_int t = 0; t < p->len[b]; t++) {
-            o1p_int n_ = p->off[b] + t;
-            p->ids[n_] = ids[b * T + t];
-            p->tgt[n_] = targets ? targets[b * T + t] : 0;
-            p->pos[n_] = t;
+            o1p_int r = p->off[b] + t;
+            p->ids[r] = ids[b * T + t];
+            p->tgt[r] = targets ? targets[b * T + t] : 0;
+            p->pos[r] = t;
         }
     }
     return O1P_OK;
 }
 
-/* x[N,d] = embed[ids[n]] */
-static void embed_forward(o1p_int N, o1p_int d, const int64_t *ids, const float *embed, float *x) {
-    int nt = threads_for_rows(N, d);
-    (void)nt;
-    O1P_OMP(parallel for num_threads(nt) schedule(static))
-    for (o1p_int n = 0; n < N; n++) memcpy(x + n * d, embed + ids[n] * d, (size_t)d * sizeof(float));
+/* What every group of a forward/backward shares. */
+typedef struct {
+    const model_config *c;
+    const float *params;
+    const packed_batch *pb;
+    const model_rope *rope;
+    const arena_map *m;
+} model_run;
+
+/* Forward of sequences b0..b1 (rows off[b0]..off[b1]) through every layer
+ * and the final norm. S: attention scratch of O1P_ATTN_QBLOCK * maxlen. */
+static void group_forward(const model_run *R, o1p_int b0, o1p_int b1, float *S) {
+    const model_config *c = R->c;
+    const packed_batch *pb = R->pb;
+    const arena_map *m = R->m;
+    const float *P = R->params;
+    o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, D = d / H;
+    o1p_int N = pb->N, r0 = pb->off[b0], n = pb->off[b1] - r0;
+    if (n == 0) return;
+    for (o1p_int r = r0; r < r0 + n; r++)
+        memcpy(m->x + r * d, P + pb->ids[r] * d, (size_t)d * sizeof(float));
+    for (o1p_int l = 0; l < c->num_layers; l++) {
+        model_layer_offsets o = model_layer_offsets_of(c, l);
+        layer_acts a = layer_acts_of(c, N, m, l);
+        const float *x_in = m->x + l * N * d + r0 * d;
+        float *x_out = m->x + (l + 1) * N * d + r0 * d;
+        float *xn1 = a.xn1 + r0 * d, *qkv = a.qkv + r0 * 3 * d, *att = a.att + r0 * d;
+        float *x_mid = a.x_mid + r0 * d, *xn2 = a.xn2 + r0 * d, *gu = a.gu + r0 * 2 * F;
+        float *act = a.act + r0 * F;
+        /* attention block: x_mid = x_in + o_proj(attn(rope(qkv(rms(x_in))))) */
+        model_rmsnorm_rows(n, d, x_in, P + o.ln1, c->rms_norm_eps, xn1, a.rstd1 + r0);
+        O1P_SGEMM(0, 1, n, 3 * d, d, 1.0f, xn1, d, P + o.wqkv, d, 0.0f, qkv, 3 * d);
+        model_bias_rope_rows(n, d, H, qkv, P + o.bqkv, pb->pos + r0, R->rope);
+        for (o1p_int b = b0; b < b1; b++) {
+            o1p_int rb = pb->off[b];
+            for (o1p_int h = 0; h < H && pb->len[b] > 0; h++) {
+                const float *base = a.qkv + rb * 3 * d + h * D;
+                model_attention_head(pb->len[b], 0, D, base, 3 * d, base + d, base + 2 * d, 3 * d,
+                                     a.att + rb * d + h * D, d, a.lse + h * N + rb, S);
+            }
+        }
+        memcpy(x_mid, x_in, (size_t)(n * d) * sizeof(float));
+        O1P_SGEMM(0, 1, n, d, d, 1.0f, att, d, P + o.wo, d, 1.0f, x_mid, d);
+        /* MLP block: x_out = x_mid + down(silu(gate(h)) * up(h)), h = rms(x_mid) */
+        model_rmsnorm_rows(n, d, x_mid, P + o.ln2, c->rms_norm_eps, xn2, a.rstd2 + r0);
+        O1P_SGEMM(0, 1, n, 2 * F, d, 1.0f, xn2, d, P + o.wgu, d, 0.0f, gu, 2 * F);
+        model_swiglu_rows(n, F, gu, act);
+        memcpy(x_out, x_mid, (size_t)(n * d) * sizeof(float));
+        O1P_SGEMM(0, 1, n, d, F, 1.0f, act, F, P + o.wdown, F, 1.0f, x_out, d);
+    }
+    model_rmsnorm_rows(n, d, m->x + c->num_layers * N * d + r0 * d, P + model_norm_offset(c),
+                       c->rms_norm_eps, m->xn_f + r0 * d, m->rstd_f + r0);
+}
+
+/* Backward of sequences b0..b1, from dL/d(final-norm output) in m->dxn to
+ * every parameter; ACCUMULATES into G[P]. Scratch: S (2 * QBLOCK * maxlen
+ * floats), acc (3d doubles), g (d floats). */
+static void group_backward(const model_run *R, o1p_int b0, o1p_int b1, float *G, float *S,
+                           double *acc, float *g) {
+    const model_config *c = R->c;
+    const packed_batch *pb = R->pb;
+    const arena_map *m = R->m;
+    const float *P = R->params;
+    o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, D = d / H;
+    o1p_int N = pb->N, r0 = pb->off[b0], n = pb->off[b1] - r0, L = c->num_layers;
+    if (n == 0) return;
+    size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb->maxlen;
+    float *dx = m->dx + r0 * d, *dxn = m->dxn + r0 * d, *dqkv = m->dqkv + r0 * 3 * d;
+    float *datt = m->datt + r0 * d, *dgu = m->dgu + r0 * 2 * F, *dact = m->dact + r0 * F;
+    o1p_int on = model_norm_offset(c);
+    memset(dx, 0, (size_t)(n * d) * sizeof(float));
+    rmsnorm_backward_rows(n, d, m->x + L * N * d + r0 * d, m->rstd_f + r0, P + on, dxn, dx, G + on,
+                          acc, g);
+    for (o1p_int l = L - 1; l >= 0; l--) {
+        model_layer_offsets o = model_layer_offsets_of(c, l);
+        layer_acts a = layer_acts_of(c, N, m, l);
+        const float *x_in = m->x + l * N * d + r0 * d;
+        /* dx holds dL/dx_out; MLP block */
+        O1P_SGEMM(0, 0, n, F, d, 1.0f, dx, d, P + o.wdown, F, 0.0f, dact, F);
+        O1P_SGEMM(1, 0, d, F, n, 1.0f, dx, d, a.act + r0 * F, F, 1.0f, G + o.wdown, F);
+        swiglu_backward_rows(n, F, a.gu + r0 * 2 * F, dact, dgu);
+        O1P_SGEMM(0, 0, n, d, 2 * F, 1.0f, dgu, 2 * F, P + o.wgu, d, 0.0f, dxn, d);
+        O1P_SGEMM(1, 0, 2 * F, d, n, 1.0f, dgu, 2 * F, a.xn2 + r0 * d, d, 1.0f, G + o.wgu, d);
+        rmsnorm_backward_rows(n, d, a.x_mid + r0 * d, a.rstd2 + r0, P + o.ln2, dxn, dx, G + o.ln2,
+                              acc, g);
+        /* dx holds dL/dx_mid; attention block */
+        O1P_SGEMM(0, 0, n, d, d, 1.0f, dx, d, P + o.wo, d, 0.0f, datt, d);
+        O1P_SGEMM(1, 0, d, d, n, 1.0f, dx, d, a.att + r0 * d, d, 1.0f, G + o.wo, d);
+        for (o1p_int b = b0; b < b1; b++) {
+            o1p_int rb = pb->off[b];
+            for (o1p_int h = 0; h < H && pb->len[b] > 0; h++) {
+                const float *base = a.qkv + rb * 3 * d + h * D;
+                float *dbase = m->dqkv + rb * 3 * d + h * D;
+                attention_head_backward(pb->len[b], D, base, base + d, base + 2 * d, 3 * d,
+                                        a.att + rb * d + h * D, m->datt + rb * d + h * D, d,
+                                        a.lse + h * N + rb, dbase, dbase + d, dbase + 2 * d, S,
+                                        S + blk);
+            }
+        }
+        rope_backward_rows(n, d, H, dqkv, pb->pos + r0, R->rope);
+        colsum_rows(n, 3 * d, 3 * d, dqkv, G + o.bqkv, acc);
+        O1P_SGEMM(0, 0, n, d, 3 * d, 1.0f, dqkv, 3 * d, P + o.wqkv, d, 0.0f, dxn, d);
+        O1P_SGEMM(1, 0, 3 * d, d, n, 1.0f, dqkv, 3 * d, a.xn1 + r0 * d, d, 1.0f, G + o.wqkv, d);
+        rmsnorm_backward_rows(n, d, x_in, a.rstd1 + r0, P + o.ln1, dxn, dx, G + o.ln1, acc, g);
+    }
+    for (o1p_int i = 0; i < n; i++) { /* embedding rows */
+        float *ge = G + pb->ids[r0 + i] * d;
+        const float *s = dx + i * d;
+        for (o1p_int j = 0; j < d; j++) ge[j] += s[j];
+    }
+}
+
+int model_threads_for_tokens(const model_config *c, o1p_int tokens) {
+    /* matmul flops per token; a thread is worth ~2 MFLOP (tens of us) */
+    o1p_int d = c->hidden_size, F = c->intermediate_size;
+    return o1p_threads_for(tokens * 2 * d * (4 * d + 3 * F) * c->num_layers, (o1p_int)1 << 21);
+}
+
+/* Threads for the model over this batch and the group cuts (cut[nt+1]). */
+static int split_batch(const model_config *c, const packed_batch *pb, o1p_int *cut) {
+    return model_partition(c, pb->B, pb->len, NULL, model_threads_for_tokens(c, pb->N), cut);
 }
 
 int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int T,
                   const int64_t *ids, const int64_t *lengths, const int64_t *targets,
                   int64_t ignore_index, float temperature, float *arena, float *logp,
                   float *entropy, float *hidden) {
-    o1p_int d = c->hidden_size, F = c->intermediate_size, L = c->num_layers, H = c->num_heads;
-    o1p_int V = c->vocab_size;
+    o1p_int d = c->hidden_size, H = c->num_heads, V = c->vocab_size;
     if (logp) memset(logp, 0, (size_t)(B * T) * sizeof(float));
     if (entropy) memset(entropy, 0, (size_t)(B * T) * sizeof(float));
     if (hidden) memset(hidden, 0, (size_t)(B * T * d) * sizeof(float));
     packed_batch pb;
     model_rope rope = {0, 0, NULL, NULL};
+    o1p_int *cut = NULL;
     int st = pack_batch(B, T, ids, lengths, targets, &pb);
     if (st != O1P_OK || pb.N == 0) goto done;
-    o1p_int N = pb.N;
     if (pb.maxlen > c->max_positions) {
         st = O1P_EVALUE;
         goto done;
     }
     st = model_rope_init(&rope, pb.maxlen, d / H, c->rope_theta);
-    if (st != O1P_OK) goto done;
-    arena_map m;
-    arena_carve(c, N, arena, &m);
-    const float *embed = params;
-    embed_forward(N, d, pb.ids, embed, m.x);
-
-    for (o1p_int l = 0; l < L; l++) {
-        model_layer_offsets o = model_layer_offsets_of(c, l);
-        layer_acts a = layer_acts_of(c, N, &m, l);
-        const float *x_in = m.x + l * N * d;
-        float *x_out = m.x + (l + 1) * N * d;
-        /* attention block: x_mid = x_in + o_proj(attn(rope(qkv(rms(x_in))))) */
-        model_rmsnorm_forward(N, d, x_in, params + o.ln1, c->rms_norm_eps, a.xn1, a.rstd1);
-        O1P_SGEMM(0, 1, N, 3 * d, d, 1.0f, a.xn1, d, params + o.wqkv, d, 0.0f, a.qkv, 3 * d);
-        model_bias_rope_forward(N, d, H, a.qkv, params + o.bqkv, pb.pos, &rope);
-        st = model_attention_forward(B, pb.off, pb.len, NULL, pb.off, H, d / H, a.qkv, 3 * d,
-                                     a.qkv + d, a.qkv + 2 * d, 3 * d, a.att, d, a.lse, N);
-        if (st != O1P_OK) goto done;
-        memcpy(a.x_mid, x_in, (size_t)(N * d) * sizeof(float));
-        O1P_SGEMM(0, 1, N, d, d, 1.0f, a.att, d, params + o.wo, d, 1.0f, a.x_mid, d);
-        /* MLP block: x_out = x_mid + down(silu(gate(h)) * up(h)), h = rms(x_mid) */
-        model_rmsnorm_forward(N, d, a.x_mid, params + o.ln2, c->rms_norm_eps, a.xn2, a.rstd2);
-        O1P_SGEMM(0, 1, N, 2 * F, d, 1.0f, a.xn2, d, params + o.wgu, d, 0.0f, a.gu, 2 * F);
-        model_swiglu_forward(N, F, a.gu, a.act);
-        memcpy(x_out, a.x_mid, (size_t)(N * d) * sizeof(float));
-        O1P_SGEMM(0, 1, N, d, F, 1.0f, a.act, F, params + o.wdown, F, 1.0f, x_out, d);
+    cut = (o1p_int *)malloc((size_t)(B + 2) * sizeof(o1p_int));
+    if (st != O1P_OK || cut == NULL) {
+        st = O1P_ENOMEM;
+        goto done;
     }
-    model_rmsnorm_forward(N, d, m.x + L * N * d, params + model_norm_offset(c), c->rms_norm_eps,
-                          m.xn_f, m.rstd_f);
+    arena_map m;
+    arena_carve(c, pb.N, arena, &m);
+    model_run R = {c, params, &pb, &rope, &m};
+    int groups = split_batch(c, &pb, cut);
+    if (groups > 1) o1p_blas_serial_begin();
+    O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
+    for (int gi = 0; gi < groups; gi++) {
+        float *S = (float *)malloc((size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen * sizeof(float));
+        if (S == NULL) {
+            O1P_OMP(atomic write)
+            st = O1P_ENOMEM;
+            continue;
+        }
+        group_forward(&R, cut[gi], cut[gi + 1], S);
+        free(S);
+    }
+    if (groups > 1) o1p_blas_serial_end();
+    if (st != O1P_OK) goto done;
     if (hidden) {
         for (o1p_int b = 0; b < B; b++)
             memcpy(hidden + b * T * d, m.xn_f + pb.off[b] * d, (size_t)(pb.len[b] * d) * sizeof(float));
     }
     if (targets) {
-        st = fused_logprobs_forward(N, d, V, m.xn_f, embed, NULL, pb.tgt, ignore_index, temperature,
-                                    m.logp, m.ent_head, m.lse_head);
+        /* the LM head with the tied embedding, over all rows (threaded inside) */
+        st = fused_logprobs_forward(pb.N, d, V, m.xn_f, params, NULL, pb.tgt, ignore_index,
+                                    temperature, m.logp, m.ent_head, m.lse_head);
         if (st != O1P_OK) goto done;
         for (o1p_int b = 0; b < B; b++) {
             memcpy(logp + b * T, m.logp + pb.off[b], (size_t)pb.len[b] * sizeof(float));
@@ -653,102 +653,80 @@ int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int
         }
     }
 done:
+    free(cut);
     model_rope_free(&rope);
     packed_free(&pb);
     return st;
-}
-
-/* grad_embed[ids[n]] += dx[n]; split over columns so no two threads touch
- * the same float and the order over n is fixed. */
-static void embed_backward(o1p_int N, o1p_int d, const int64_t *ids, const float *dx, float *gembed) {
-    int nt = threads_for_rows(N, d);
-    if (nt > d) nt = (int)d;
-    O1P_OMP(parallel num_threads(nt))
-    {
-        int tid = 0, nth = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nth = omp_get_num_threads();
-#endif
-        o1p_int c0, c1;
-        col_block(d, nth, tid, &c0, &c1);
-        for (o1p_int n = 0; n < N; n++) {
-            float *g = gembed + ids[n] * d;
-            const float *s = dx + n * d;
-            for (o1p_int j = c0; j < c1; j++) g[j] += s[j];
-        }
-    }
 }
 
 int model_backward(const model_config *c, const float *params, o1p_int B, o1p_int T,
                    const int64_t *ids, const int64_t *lengths, const int64_t *targets,
                    int64_t ignore_index, float temperature, float *arena,
                    const float *grad_logp, float *grads) {
-    o1p_int d = c->hidden_size, F = c->intermediate_size, L = c->num_layers, H = c->num_heads;
-    o1p_int V = c->vocab_size;
+    o1p_int d = c->hidden_size, H = c->num_heads, V = c->vocab_size;
+    o1p_int Pn = model_num_params(c);
     packed_batch pb;
     model_rope rope = {0, 0, NULL, NULL};
+    o1p_int *cut = NULL;
+    float *priv = NULL;
     int st = pack_batch(B, T, ids, lengths, targets, &pb);
     if (st != O1P_OK || pb.N == 0) goto done;
-    o1p_int N = pb.N;
     st = model_rope_init(&rope, pb.maxlen, d / H, c->rope_theta);
-    if (st != O1P_OK) goto done;
+    cut = (o1p_int *)malloc((size_t)(B + 2) * sizeof(o1p_int));
+    if (st != O1P_OK || cut == NULL) {
+        st = O1P_ENOMEM;
+        goto done;
+    }
     arena_map m;
-    arena_carve(c, N, arena, &m);
-    const float *embed = params;
+    arena_carve(c, pb.N, arena, &m);
     for (o1p_int b = 0; b < B; b++)
         memcpy(m.glogp + pb.off[b], grad_logp + b * T, (size_t)pb.len[b] * sizeof(float));
-
     /* LM head (tied weights: its weight gradient lands in the embedding's) */
-    memset(m.dxn, 0, (size_t)(N * d) * sizeof(float));
-    st = fused_logprobs_backward(N, d, V, m.xn_f, embed, NULL, pb.tgt, ignore_index, temperature,
-                                 m.lse_head, m.ent_head, m.glogp, NULL, m.dxn, grads, NULL);
+    memset(m.dxn, 0, (size_t)(pb.N * d) * sizeof(float));
+    st = fused_logprobs_backward(pb.N, d, V, m.xn_f, params, NULL, pb.tgt, ignore_index,
+                                 temperature, m.lse_head, m.ent_head, m.glogp, NULL, m.dxn, grads,
+                                 NULL);
     if (st != O1P_OK) goto done;
-    memset(m.dx, 0, (size_t)(N * d) * sizeof(float));
-    o1p_int on = model_norm_offset(c);
-    st = rmsnorm_backward(N, d, m.x + L * N * d, m.rstd_f, params + on, m.dxn, m.dx, grads + on);
-    if (st != O1P_OK) goto done;
-
-    for (o1p_int l = L - 1; l >= 0; l--) {
-        model_layer_offsets o = model_layer_offsets_of(c, l);
-        layer_acts a = layer_acts_of(c, N, &m, l);
-        const float *x_in = m.x + l * N * d;
-        /* m.dx holds dL/dx_out; MLP block */
-        O1P_SGEMM(0, 0, N, F, d, 1.0f, m.dx, d, params + o.wdown, F, 0.0f, m.dact, F);
-        O1P_SGEMM(1, 0, d, F, N, 1.0f, m.dx, d, a.act, F, 1.0f, grads + o.wdown, F);
-        {
-            int nt = threads_for_rows(N, 2 * F);
-            (void)nt;
-            O1P_OMP(parallel for num_threads(nt) schedule(static))
-            for (o1p_int n = 0; n < N; n++)
-                swiglu_backward_row(F, a.gu + n * 2 * F, m.dact + n * F, m.dgu + n * 2 * F);
-        }
-        O1P_SGEMM(0, 0, N, d, 2 * F, 1.0f, m.dgu, 2 * F, params + o.wgu, d, 0.0f, m.dxn, d);
-        O1P_SGEMM(1, 0, 2 * F, d, N, 1.0f, m.dgu, 2 * F, a.xn2, d, 1.0f, grads + o.wgu, d);
-        st = rmsnorm_backward(N, d, a.x_mid, a.rstd2, params + o.ln2, m.dxn, m.dx, grads + o.ln2);
-        if (st != O1P_OK) goto done;
-        /* m.dx holds dL/dx_mid; attention block */
-        O1P_SGEMM(0, 0, N, d, d, 1.0f, m.dx, d, params + o.wo, d, 0.0f, m.datt, d);
-        O1P_SGEMM(1, 0, d, d, N, 1.0f, m.dx, d, a.att, d, 1.0f, grads + o.wo, d);
-        st = attention_backward(B, pb.off, pb.len, N, d, H, a.qkv, a.att, m.datt, a.lse, m.dqkv);
-        if (st != O1P_OK) goto done;
-        {
-            int nt = threads_for_rows(N, 2 * d);
-            (void)nt;
-            O1P_OMP(parallel for num_threads(nt) schedule(static))
-            for (o1p_int n = 0; n < N; n++)
-                rope_backward_row(d, H, m.dqkv + n * 3 * d, rope.cos + pb.pos[n] * rope.half,
-                                  rope.sin + pb.pos[n] * rope.half);
-        }
-        st = colsum_accumulate(N, 3 * d, 3 * d, m.dqkv, grads + o.bqkv);
-        if (st != O1P_OK) goto done;
-        O1P_SGEMM(0, 0, N, d, 3 * d, 1.0f, m.dqkv, 3 * d, params + o.wqkv, d, 0.0f, m.dxn, d);
-        O1P_SGEMM(1, 0, 3 * d, d, N, 1.0f, m.dqkv, 3 * d, a.xn1, d, 1.0f, grads + o.wqkv, d);
-        st = rmsnorm_backward(N, d, x_in, a.rstd1, params + o.ln1, m.dxn, m.dx, grads + o.ln1);
-        if (st != O1P_OK) goto done;
+    model_run R = {c, params, &pb, &rope, &m};
+    int groups = split_batch(c, &pb, cut);
+    /* group 0 accumulates into grads, the others into private buffers that
+     * are added afterwards in group order */
+    if (groups > 1) {
+        priv = (float *)calloc((size_t)(groups - 1) * (size_t)Pn, sizeof(float));
+        if (priv == NULL) groups = 1;
     }
-    embed_backward(N, d, pb.ids, m.dx, grads);
+    if (groups > 1) o1p_blas_serial_begin();
+    O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
+    for (int gi = 0; gi < groups; gi++) {
+        size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen;
+        float *S = (float *)malloc((2 * blk + (size_t)d) * sizeof(float));
+        double *acc = (double *)malloc((size_t)(3 * d) * sizeof(double));
+        if (S == NULL || acc == NULL) {
+            O1P_OMP(atomic write)
+            st = O1P_ENOMEM;
+        } else {
+            group_backward(&R, cut[gi], cut[gi + 1], gi == 0 ? grads : priv + (size_t)(gi - 1) * Pn,
+                           S, acc, S + 2 * blk);
+        }
+        free(S);
+        free(acc);
+    }
+    if (groups > 1) o1p_blas_serial_end();
+    if (st != O1P_OK || groups == 1) goto done;
+    {
+        const o1p_int chunk = 1 << 14, nchunks = (Pn + chunk - 1) / chunk;
+        O1P_OMP(parallel for num_threads(groups) schedule(static))
+        for (o1p_int ci = 0; ci < nchunks; ci++) {
+            o1p_int i0 = ci * chunk, i1 = O1P_MIN(Pn, i0 + chunk);
+            for (int gi = 1; gi < groups; gi++) {
+                const float *src = priv + (size_t)(gi - 1) * Pn;
+                for (o1p_int i = i0; i < i1; i++) grads[i] += src[i];
+            }
+        }
+    }
 done:
+    free(priv);
+    free(cut);
     model_rope_free(&rope);
     packed_free(&pb);
     return st;

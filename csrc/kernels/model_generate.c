@@ -1,7 +1,8 @@
 /* model_generate.c: batched sampling with a KV cache for the model of
- * model.h. The prompts are run once as a packed batch (prefill, which fills
- * the cache), then one token per unfinished sequence per step (decode), with
- * finished sequences dropped from the batch. Randomness comes from a
+ * model.h. The prompts run once as a packed batch (prefill, which fills the
+ * cache), then one token per unfinished sequence per step (decode), with
+ * finished sequences dropped from the batch. Each step is one parallel region
+ * over groups of sequences (model_ops.h). Randomness comes from a
  * counter-based generator keyed by (seed, sequence, step), so the stream of a
  * sequence does not depend on threads or batch composition.
  */
@@ -47,8 +48,8 @@ static void exp_shifted(o1p_int V, const float *z, float m, float inv_t, float *
     for (o1p_int j = 0; j < V; j++) p[j] = o1p_expf((z[j] - m) * inv_t);
 }
 
-/* One draw from softmax(z / temperature) restricted to the top-p nucleus.
- * Returns -1 if the row has a NaN or +inf (no distribution). */
+/* One draw from softmax(z / temperature) restricted to the top-p nucleus
+ * (temperature 0: the first maximum). Returns -1 if a logit is NaN or +inf. */
 static int64_t sample_row(o1p_int V, const float *z, float temperature, float top_p, double u,
                           float *probs, prob_entry *sorted) {
     float m = z[0];
@@ -60,7 +61,7 @@ static int64_t sample_row(o1p_int V, const float *z, float temperature, float to
             arg = j;
         }
     }
-    if (temperature <= 0.0f || m == -INFINITY) return arg; /* greedy: first maximum */
+    if (temperature <= 0.0f || m == -INFINITY) return arg;
     exp_shifted(V, z, m, 1.0f / temperature, probs);
     double total = 0.0;
     for (o1p_int j = 0; j < V; j++) total += probs[j];
@@ -99,56 +100,84 @@ static int64_t sample_row(o1p_int V, const float *z, float temperature, float to
     return last;
 }
 
-/* Buffers of one generate call. */
+/* State of one generate call. The current list holds nlist sequences:
+ * seq[i] (the prompt index, also its KV-cache slot) with n[i] new tokens at
+ * positions start[i].. in rows row0[i]..row0[i]+n[i] of the row buffers. */
 typedef struct {
-    float *x, *xn, *qkv, *att, *gu, *act, *logits, *kc, *vc, *probs;
+    const model_config *c;
+    const float *params;
+    const model_rope *rope;
+    o1p_int B, Tcap, nt;
+    float temperature, top_p;
+    uint64_t seed;
+    int64_t seq_index0;
+    float *x, *xn, *qkv, *att, *gu, *act, *logits, *kc, *vc, *S, *probs;
     prob_entry *sorted;
     int64_t *ids, *pos, *draw;
-    o1p_int *off, *plen, *qrow0, *nq, *start, *krow0, *active;
-} gen_buffers;
+    o1p_int *seq, *n, *start, *row0, *plen, *cut;
+} gen_state;
 
-static void gen_free(gen_buffers *g) {
+static void gen_free(gen_state *g) {
     free(g->x); free(g->xn); free(g->qkv); free(g->att); free(g->gu); free(g->act);
-    free(g->logits); free(g->kc); free(g->vc); free(g->probs); free(g->sorted);
+    free(g->logits); free(g->kc); free(g->vc); free(g->S); free(g->probs); free(g->sorted);
     free(g->ids); free(g->pos); free(g->draw);
-    free(g->off); free(g->plen); free(g->qrow0); free(g->nq); free(g->start); free(g->krow0);
-    free(g->active);
+    free(g->seq); free(g->n); free(g->start); free(g->row0); free(g->plen); free(g->cut);
 }
 
-#define O1P_ALLOC(ptr, n) ((ptr) = malloc((size_t)((n) > 0 ? (n) : 1) * sizeof(*(ptr))))
+#define O1P_ALLOC(ptr, count) ((ptr) = malloc((size_t)((count) > 0 ? (count) : 1) * sizeof(*(ptr))))
 
-/* Layers over `rows` tokens held in g->x (rows of g->ids at positions g->pos).
- * Sequence i of the nseq described by qrow0/nq/start owns cache slot
- * slot[i]; its new keys/values are written to the cache at their positions,
- * then attention reads the cache. */
-static int run_layers(const model_config *c, const float *params, gen_buffers *g, o1p_int rows,
-                      o1p_int nseq, const o1p_int *slot, o1p_int Bcap, o1p_int Tcap,
-                      const model_rope *rope) {
+/* Run list entries s0..s1 through the network (their new keys/values go to
+ * the cache) and draw each one's next token into draw[i]. gi: the group's
+ * index, selecting its scratch. */
+static void step_group(const gen_state *g, o1p_int s0, o1p_int s1, int gi, int64_t step) {
+    const model_config *c = g->c;
+    const float *P = g->params;
     o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, D = d / H;
+    o1p_int V = c->vocab_size, Tcap = g->Tcap, cache_layer = g->B * Tcap * d;
+    o1p_int r0 = g->row0[s0], nr = g->row0[s1 - 1] + g->n[s1 - 1] - r0;
+    float *x = g->x + r0 * d, *xn = g->xn + r0 * d, *qkv = g->qkv + r0 * 3 * d;
+    float *att = g->att + r0 * d, *gu = g->gu + r0 * 2 * F, *act = g->act + r0 * F;
+    float *S = g->S + (size_t)gi * O1P_ATTN_QBLOCK * (size_t)Tcap;
+    for (o1p_int r = 0; r < nr; r++) memcpy(x + r * d, P + g->ids[r0 + r] * d, (size_t)d * sizeof(float));
     for (o1p_int l = 0; l < c->num_layers; l++) {
         model_layer_offsets o = model_layer_offsets_of(c, l);
-        float *kc = g->kc + l * Bcap * Tcap * d, *vc = g->vc + l * Bcap * Tcap * d;
-        model_rmsnorm_forward(rows, d, g->x, params + o.ln1, c->rms_norm_eps, g->xn, NULL);
-        O1P_SGEMM(0, 1, rows, 3 * d, d, 1.0f, g->xn, d, params + o.wqkv, d, 0.0f, g->qkv, 3 * d);
-        model_bias_rope_forward(rows, d, H, g->qkv, params + o.bqkv, g->pos, rope);
-        for (o1p_int i = 0; i < nseq; i++) {
-            for (o1p_int r = 0; r < g->nq[i]; r++) {
-                o1p_int row = g->qrow0[i] + r, t = g->pos[row];
+        float *kc = g->kc + l * cache_layer, *vc = g->vc + l * cache_layer;
+        model_rmsnorm_rows(nr, d, x, P + o.ln1, c->rms_norm_eps, xn, NULL);
+        O1P_SGEMM(0, 1, nr, 3 * d, d, 1.0f, xn, d, P + o.wqkv, d, 0.0f, qkv, 3 * d);
+        model_bias_rope_rows(nr, d, H, qkv, P + o.bqkv, g->pos + r0, g->rope);
+        for (o1p_int i = s0; i < s1; i++) {
+            float *ks = kc + g->seq[i] * Tcap * d, *vs = vc + g->seq[i] * Tcap * d;
+            for (o1p_int r = 0; r < g->n[i]; r++) {
+                o1p_int row = g->row0[i] + r;
                 const float *src = g->qkv + row * 3 * d;
-                memcpy(kc + (slot[i] * Tcap + t) * d, src + d, (size_t)d * sizeof(float));
-                memcpy(vc + (slot[i] * Tcap + t) * d, src + 2 * d, (size_t)d * sizeof(float));
+                memcpy(ks + g->pos[row] * d, src + d, (size_t)d * sizeof(float));
+                memcpy(vs + g->pos[row] * d, src + 2 * d, (size_t)d * sizeof(float));
             }
+            for (o1p_int h = 0; h < H; h++)
+                model_attention_head(g->n[i], g->start[i], D, g->qkv + g->row0[i] * 3 * d + h * D, 3 * d,
+                                     ks + h * D, vs + h * D, d, g->att + g->row0[i] * d + h * D, d,
+                                     NULL, S);
         }
-        int st = model_attention_forward(nseq, g->qrow0, g->nq, g->start, g->krow0, H, D, g->qkv,
-                                         3 * d, kc, vc, d, g->att, d, NULL, 0);
-        if (st != O1P_OK) return st;
-        O1P_SGEMM(0, 1, rows, d, d, 1.0f, g->att, d, params + o.wo, d, 1.0f, g->x, d);
-        model_rmsnorm_forward(rows, d, g->x, params + o.ln2, c->rms_norm_eps, g->xn, NULL);
-        O1P_SGEMM(0, 1, rows, 2 * F, d, 1.0f, g->xn, d, params + o.wgu, d, 0.0f, g->gu, 2 * F);
-        model_swiglu_forward(rows, F, g->gu, g->act);
-        O1P_SGEMM(0, 1, rows, d, F, 1.0f, g->act, F, params + o.wdown, F, 1.0f, g->x, d);
+        O1P_SGEMM(0, 1, nr, d, d, 1.0f, att, d, P + o.wo, d, 1.0f, x, d);
+        model_rmsnorm_rows(nr, d, x, P + o.ln2, c->rms_norm_eps, xn, NULL);
+        O1P_SGEMM(0, 1, nr, 2 * F, d, 1.0f, xn, d, P + o.wgu, d, 0.0f, gu, 2 * F);
+        model_swiglu_rows(nr, F, gu, act);
+        O1P_SGEMM(0, 1, nr, d, F, 1.0f, act, F, P + o.wdown, F, 1.0f, x, d);
     }
-    return O1P_OK;
+    /* final norm of each sequence's last row, packed to xn rows 0..s1-s0 of
+     * the group, then logits with the tied embedding */
+    const float *norm_w = P + model_norm_offset(c);
+    for (o1p_int i = s0; i < s1; i++) {
+        o1p_int last = g->row0[i] + g->n[i] - 1;
+        model_rmsnorm_rows(1, d, g->x + last * d, norm_w, c->rms_norm_eps, xn + (i - s0) * d, NULL);
+    }
+    float *logits = g->logits + s0 * V;
+    O1P_SGEMM(0, 1, s1 - s0, V, d, 1.0f, xn, d, P, d, 0.0f, logits, V);
+    for (o1p_int i = s0; i < s1; i++) {
+        double u = uniform01(g->seed, (uint64_t)(g->seq_index0 + g->seq[i]), (uint64_t)step);
+        g->draw[i] = sample_row(V, logits + (i - s0) * V, g->temperature, g->top_p, u,
+                                g->probs + (size_t)gi * V, g->sorted + (size_t)gi * V);
+    }
 }
 
 int model_generate(const model_config *c, const float *params, o1p_int B,
@@ -164,78 +193,69 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
         stopped[b] = 0;
     }
     if (B == 0 || max_new == 0) return O1P_OK;
-    gen_buffers g;
-    memset(&g, 0, sizeof g);
-    model_rope rope = {0, 0, NULL, NULL};
-    int st = O1P_ENOMEM;
     o1p_int N = 0, maxp = 0;
     for (o1p_int b = 0; b < B; b++) {
-        o1p_int n = offsets[b + 1] - offsets[b];
-        if (n < 1) return O1P_EVALUE;
-        N += n;
-        maxp = O1P_MAX(maxp, n);
+        o1p_int np = offsets[b + 1] - offsets[b];
+        if (np < 1) return O1P_EVALUE;
+        N += np;
+        maxp = O1P_MAX(maxp, np);
     }
     o1p_int Tcap = maxp + max_new, rows = O1P_MAX(N, B);
     if (Tcap > c->max_positions) return O1P_EVALUE;
-    int nt_max = o1p_get_num_threads();
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    g.c = c;
+    g.params = params;
+    g.B = B;
+    g.Tcap = Tcap;
+    g.temperature = temperature;
+    g.top_p = top_p;
+    g.seed = seed;
+    g.seq_index0 = seq_index0;
+    g.nt = o1p_get_num_threads();
+    model_rope rope = {0, 0, NULL, NULL};
+    g.rope = &rope;
+    int st = O1P_ENOMEM;
+    o1p_int nt = g.nt;
     if (!O1P_ALLOC(g.x, rows * d) || !O1P_ALLOC(g.xn, rows * d) || !O1P_ALLOC(g.qkv, rows * 3 * d) ||
         !O1P_ALLOC(g.att, rows * d) || !O1P_ALLOC(g.gu, rows * 2 * F) || !O1P_ALLOC(g.act, rows * F) ||
         !O1P_ALLOC(g.logits, B * V) || !O1P_ALLOC(g.kc, L * B * Tcap * d) ||
-        !O1P_ALLOC(g.vc, L * B * Tcap * d) || !O1P_ALLOC(g.probs, nt_max * V) ||
-        !O1P_ALLOC(g.sorted, nt_max * V) || !O1P_ALLOC(g.ids, rows) || !O1P_ALLOC(g.pos, rows) ||
-        !O1P_ALLOC(g.draw, B) || !O1P_ALLOC(g.off, B + 1) || !O1P_ALLOC(g.plen, B) ||
-        !O1P_ALLOC(g.qrow0, B) || !O1P_ALLOC(g.nq, B) || !O1P_ALLOC(g.start, B) ||
-        !O1P_ALLOC(g.krow0, B) || !O1P_ALLOC(g.active, B))
+        !O1P_ALLOC(g.vc, L * B * Tcap * d) || !O1P_ALLOC(g.S, nt * O1P_ATTN_QBLOCK * Tcap) ||
+        !O1P_ALLOC(g.probs, nt * V) || !O1P_ALLOC(g.sorted, nt * V) || !O1P_ALLOC(g.ids, rows) ||
+        !O1P_ALLOC(g.pos, rows) || !O1P_ALLOC(g.draw, B) || !O1P_ALLOC(g.seq, B) ||
+        !O1P_ALLOC(g.n, B) || !O1P_ALLOC(g.start, B) || !O1P_ALLOC(g.row0, B) ||
+        !O1P_ALLOC(g.plen, B) || !O1P_ALLOC(g.cut, B + 2))
         goto done;
     st = model_rope_init(&rope, Tcap, d / H, c->rope_theta);
     if (st != O1P_OK) goto done;
 
-    /* prefill: every prompt token, packed; sequence b uses cache slot b */
-    g.off[0] = 0;
-    for (o1p_int b = 0; b < B; b++) {
+    /* prefill list: every prompt, packed */
+    o1p_int nlist = B;
+    for (o1p_int b = 0, r = 0; b < B; b++) {
         g.plen[b] = offsets[b + 1] - offsets[b];
-        g.off[b + 1] = g.off[b] + g.plen[b];
-        g.qrow0[b] = g.off[b];
-        g.nq[b] = g.plen[b];
+        g.seq[b] = b;
+        g.n[b] = g.plen[b];
         g.start[b] = 0;
-        g.krow0[b] = b * Tcap;
-        g.active[b] = b;
-        for (o1p_int t = 0; t < g.plen[b]; t++) {
-            g.ids[g.off[b] + t] = prompt_ids[offsets[b] + t];
-            g.pos[g.off[b] + t] = t;
+        g.row0[b] = r;
+        for (o1p_int t = 0; t < g.plen[b]; t++, r++) {
+            g.ids[r] = prompt_ids[offsets[b] + t];
+            g.pos[r] = t;
         }
     }
-    for (o1p_int n = 0; n < N; n++) memcpy(g.x + n * d, params + g.ids[n] * d, (size_t)d * sizeof(float));
-    st = run_layers(c, params, &g, N, B, g.active, B, Tcap, &rope);
-    if (st != O1P_OK) goto done;
-    /* hidden state of each prompt's last token -> row b */
-    for (o1p_int b = 0; b < B; b++)
-        memmove(g.x + b * d, g.x + (g.off[b] + g.plen[b] - 1) * d, (size_t)d * sizeof(float));
-
-    const float *norm_w = params + model_norm_offset(c);
-    o1p_int nact = B;
-    for (o1p_int s = 0; s < max_new; s++) {
-        /* logits of the active rows */
-        model_rmsnorm_forward(nact, d, g.x, norm_w, c->rms_norm_eps, g.xn, NULL);
-        O1P_SGEMM(0, 1, nact, V, d, 1.0f, g.xn, d, params, d, 0.0f, g.logits, V);
-        int nt = o1p_threads_for(nact * V, (o1p_int)1 << 14);
-        if (nt > nt_max) nt = nt_max;
-        (void)nt;
-        O1P_OMP(parallel for num_threads(nt) schedule(static))
-        for (o1p_int i = 0; i < nact; i++) {
-            int tid = 0;
-#ifdef _OPENMP
-            tid = omp_get_thread_num();
-#endif
-            o1p_int b = g.active[i];
-            double u = uniform01(seed, (uint64_t)(seq_index0 + b), (uint64_t)s);
-            g.draw[i] = sample_row(V, g.logits + i * V, temperature, top_p, u, g.probs + tid * V,
-                                   g.sorted + tid * V);
-        }
-        /* record, then keep the unfinished sequences (in order) */
+    for (o1p_int s = 0; s < max_new && nlist > 0; s++) {
+        o1p_int work = 0;
+        for (o1p_int i = 0; i < nlist; i++) work += g.n[i];
+        int want = model_threads_for_tokens(c, work);
+        if (want > nt) want = (int)nt;
+        int groups = model_partition(c, nlist, g.n, g.start, want, g.cut);
+        if (groups > 1) o1p_blas_serial_begin();
+        O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
+        for (int gi = 0; gi < groups; gi++) step_group(&g, g.cut[gi], g.cut[gi + 1], gi, s);
+        if (groups > 1) o1p_blas_serial_end();
+        /* record the draws; the unfinished sequences form the next list */
         o1p_int keep = 0;
-        for (o1p_int i = 0; i < nact; i++) {
-            o1p_int b = g.active[i];
+        for (o1p_int i = 0; i < nlist; i++) {
+            o1p_int b = g.seq[i];
             int64_t tok = g.draw[i];
             if (tok < 0) {
                 st = O1P_EVALUE;
@@ -247,24 +267,16 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
             for (o1p_int k = 0; k < n_stop; k++) stop |= stop_ids[k] == tok;
             stopped[b] = (uint8_t)stop;
             if (!stop && s + 1 < max_new) {
-                g.active[keep] = b;
+                g.seq[keep] = b;
+                g.n[keep] = 1;
+                g.start[keep] = g.plen[b] + s;
+                g.row0[keep] = keep;
                 g.ids[keep] = tok;
                 g.pos[keep] = g.plen[b] + s;
                 keep++;
             }
         }
-        nact = keep;
-        if (nact == 0) break;
-        /* decode: one new token per active sequence */
-        for (o1p_int i = 0; i < nact; i++) {
-            g.qrow0[i] = i;
-            g.nq[i] = 1;
-            g.start[i] = g.pos[i];
-            g.krow0[i] = g.active[i] * Tcap;
-            memcpy(g.x + i * d, params + g.ids[i] * d, (size_t)d * sizeof(float));
-        }
-        st = run_layers(c, params, &g, nact, nact, g.active, B, Tcap, &rope);
-        if (st != O1P_OK) goto done;
+        nlist = keep;
     }
     st = O1P_OK;
 done:

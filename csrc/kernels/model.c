@@ -586,14 +586,20 @@ static void group_backward(const model_run *R, o1p_int b0, o1p_int b1, float *G,
 }
 
 int model_threads_for_tokens(const model_config *c, o1p_int tokens) {
-    /* matmul flops per token; a thread is worth ~2 MFLOP (tens of us) */
+    /* matmul flops per token; a thread is worth ~32 MFLOP (~0.3 ms), well
+     * above the cost of waking it even on a busy machine */
     o1p_int d = c->hidden_size, F = c->intermediate_size;
-    return o1p_threads_for(tokens * 2 * d * (4 * d + 3 * F) * c->num_layers, (o1p_int)1 << 21);
+    return o1p_threads_for(tokens * 2 * d * (4 * d + 3 * F) * c->num_layers, (o1p_int)1 << 25);
 }
 
-/* Threads for the model over this batch and the group cuts (cut[nt+1]). */
-static int split_batch(const model_config *c, const packed_batch *pb, o1p_int *cut) {
-    return model_partition(c, pb->B, pb->len, NULL, model_threads_for_tokens(c, pb->N), cut);
+/* Groups (threads) for the model over this batch and their cuts
+ * (cut[groups+1]); *serial_blas: BLAS must stay on one thread (several
+ * groups, or too little work to be worth waking any thread). */
+static int split_batch(const model_config *c, const packed_batch *pb, o1p_int *cut, int *serial_blas) {
+    int want = model_threads_for_tokens(c, pb->N);
+    int groups = model_partition(c, pb->B, pb->len, NULL, want, cut);
+    *serial_blas = groups > 1 || want == 1;
+    return groups;
 }
 
 int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int T,
@@ -622,8 +628,9 @@ int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int
     arena_map m;
     arena_carve(c, pb.N, arena, &m);
     model_run R = {c, params, &pb, &rope, &m};
-    int groups = split_batch(c, &pb, cut);
-    if (groups > 1) o1p_blas_serial_begin();
+    int serial_blas;
+    int groups = split_batch(c, &pb, cut, &serial_blas);
+    if (serial_blas) o1p_blas_serial_begin();
     O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
     for (int gi = 0; gi < groups; gi++) {
         float *S = (float *)malloc((size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen * sizeof(float));
@@ -635,7 +642,7 @@ int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int
         group_forward(&R, cut[gi], cut[gi + 1], S);
         free(S);
     }
-    if (groups > 1) o1p_blas_serial_end();
+    if (serial_blas) o1p_blas_serial_end();
     if (st != O1P_OK) goto done;
     if (hidden) {
         for (o1p_int b = 0; b < B; b++)
@@ -688,14 +695,15 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
                                  NULL);
     if (st != O1P_OK) goto done;
     model_run R = {c, params, &pb, &rope, &m};
-    int groups = split_batch(c, &pb, cut);
+    int serial_blas;
+    int groups = split_batch(c, &pb, cut, &serial_blas);
     /* group 0 accumulates into grads, the others into private buffers that
      * are added afterwards in group order */
     if (groups > 1) {
         priv = (float *)calloc((size_t)(groups - 1) * (size_t)Pn, sizeof(float));
         if (priv == NULL) groups = 1;
     }
-    if (groups > 1) o1p_blas_serial_begin();
+    if (serial_blas) o1p_blas_serial_begin();
     O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
     for (int gi = 0; gi < groups; gi++) {
         size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen;
@@ -711,7 +719,7 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
         free(S);
         free(acc);
     }
-    if (groups > 1) o1p_blas_serial_end();
+    if (serial_blas) o1p_blas_serial_end();
     if (st != O1P_OK || groups == 1) goto done;
     {
         const o1p_int chunk = 1 << 14, nchunks = (Pn + chunk - 1) / chunk;

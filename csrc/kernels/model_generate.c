@@ -248,10 +248,11 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
         int want = model_threads_for_tokens(c, work);
         if (want > nt) want = (int)nt;
         int groups = model_partition(c, nlist, g.n, g.start, want, g.cut);
-        if (groups > 1) o1p_blas_serial_begin();
+        int serial_blas = groups > 1 || want == 1;
+        if (serial_blas) o1p_blas_serial_begin();
         O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
         for (int gi = 0; gi < groups; gi++) step_group(&g, g.cut[gi], g.cut[gi + 1], gi, s);
-        if (groups > 1) o1p_blas_serial_end();
+        if (serial_blas) o1p_blas_serial_end();
         /* record the draws; the unfinished sequences form the next list */
         o1p_int keep = 0;
         for (o1p_int i = 0; i < nlist; i++) {

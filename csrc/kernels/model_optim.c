@@ -32,7 +32,7 @@ double model_grad_norm(o1p_int P, const float *grads) {
         }
         return sqrt(total);
     }
-    int nt = o1p_threads_for(P, (o1p_int)1 << 16);
+    int nt = o1p_threads_for(P, (o1p_int)1 << 19);
     (void)nt;
     O1P_OMP(parallel for num_threads(nt) schedule(static))
     for (o1p_int c = 0; c < nchunks; c++) {
@@ -77,7 +77,7 @@ int model_adamw_step(o1p_int P, float *params, const float *grads, float *exp_av
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
     float decay = (float)(1.0 - lr * weight_decay);
     o1p_int nchunks = (P + O1P_NORM_CHUNK - 1) / O1P_NORM_CHUNK;
-    int nt = o1p_threads_for(P, (o1p_int)1 << 15);
+    int nt = o1p_threads_for(P, (o1p_int)1 << 18);
     (void)nt;
     O1P_OMP(parallel for num_threads(nt) schedule(static))
     for (o1p_int c = 0; c < nchunks; c++) {

@@ -107,7 +107,7 @@ def build_torch_model(model):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     @torch.inference_mode()
     def generate(prompts, max_new):

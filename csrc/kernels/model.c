@@ -339,6 +339,16 @@ void model_attention_head(o1p_int n, o1p_int start, o1p_int D, const float *q, o
                           const float *k, const float *v, o1p_int ldkv, float *out, o1p_int ldo,
                           float *lse, float *S) {
     float scale = (float)(1.0 / sqrt((double)D));
+    if (n == 1) {
+        /* one query (decoding): two matrix-vector products, which read the
+         * cached keys and values once instead of packing them as sgemm does */
+        o1p_int nk = start + 1;
+        O1P_SGEMV(0, nk, D, scale, k, ldkv, q, 1, 0.0f, S, 1);
+        float l = softmax_row(S, nk, nk);
+        if (lse) lse[0] = l;
+        O1P_SGEMV(1, nk, D, 1.0f, v, ldkv, S, 1, 0.0f, out, 1);
+        return;
+    }
     for (o1p_int i0 = 0; i0 < n; i0 += O1P_ATTN_QBLOCK) {
         o1p_int i1 = O1P_MIN(n, i0 + O1P_ATTN_QBLOCK), m = i1 - i0, nk = start + i1;
         O1P_SGEMM(0, 1, m, nk, D, scale, q + i0 * ldq, ldq, k, ldkv, 0.0f, S, nk);

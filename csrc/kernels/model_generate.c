@@ -146,17 +146,20 @@ static void step_group(const gen_state *g, o1p_int s0, o1p_int s1, int gi, int64
         O1P_SGEMM(0, 1, nr, 3 * d, d, 1.0f, xn, d, P + o.wqkv, d, 0.0f, qkv, 3 * d);
         model_bias_rope_rows(nr, d, H, qkv, P + o.bqkv, g->pos + r0, g->rope);
         for (o1p_int i = s0; i < s1; i++) {
+            /* cache of a sequence: [H][Tcap][D], each head's keys contiguous */
             float *ks = kc + g->seq[i] * Tcap * d, *vs = vc + g->seq[i] * Tcap * d;
             for (o1p_int r = 0; r < g->n[i]; r++) {
-                o1p_int row = g->row0[i] + r;
+                o1p_int row = g->row0[i] + r, t = g->pos[row];
                 const float *src = g->qkv + row * 3 * d;
-                memcpy(ks + g->pos[row] * d, src + d, (size_t)d * sizeof(float));
-                memcpy(vs + g->pos[row] * d, src + 2 * d, (size_t)d * sizeof(float));
+                for (o1p_int h = 0; h < H; h++) {
+                    memcpy(ks + (h * Tcap + t) * D, src + d + h * D, (size_t)D * sizeof(float));
+                    memcpy(vs + (h * Tcap + t) * D, src + 2 * d + h * D, (size_t)D * sizeof(float));
+                }
             }
             for (o1p_int h = 0; h < H; h++)
                 model_attention_head(g->n[i], g->start[i], D, g->qkv + g->row0[i] * 3 * d + h * D, 3 * d,
-                                     ks + h * D, vs + h * D, d, g->att + g->row0[i] * d + h * D, d,
-                                     NULL, S);
+                                     ks + h * Tcap * D, vs + h * Tcap * D, D,
+                                     g->att + g->row0[i] * d + h * D, d, NULL, S);
         }
         O1P_SGEMM(0, 1, nr, d, d, 1.0f, att, d, P + o.wo, d, 1.0f, x, d);
         model_rmsnorm_rows(nr, d, x, P + o.ln2, c->rms_norm_eps, xn, NULL);

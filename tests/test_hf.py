@@ -1,0 +1,432 @@
+"""o1pruner.hf: reference log-probs under a causal LM and the O1-Pruner Trainer,
+on a tiny randomly initialised Qwen2 model and a tokenizer built locally (no
+download). Skipped when the optional transformers extra is not installed."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+pytest.importorskip("accelerate")
+
+import o1pruner.hf as H  # noqa: E402
+from o1pruner import reference as ref  # noqa: E402
+
+from helpers import assert_close  # noqa: E402
+
+
+def corpus():
+    return [f"Q:{a}+{b}\n{a}+{b}={a + b}\n\\boxed{{{a + b}}}" for a in range(0, 40, 3) for b in range(0, 40, 7)]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return H.tiny_tokenizer(corpus(), vocab_size=320)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return H.tiny_qwen2(tok, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, seed=0)
+
+
+def records(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a, b = (int(x) for x in rng.integers(0, 40, 2))
+        reps = 1 + i % 3
+        out.append({"prompt": f"{a}+{b}", "response": f"{a}+{b}={a + b}\n" * reps + f"\\boxed{{{a + b}}}",
+                    "weight": float(rng.normal())})
+    w = np.array([r["weight"] for r in out])
+    for r, z in zip(out, (w - w.mean()) / w.std()):
+        r["weight"] = float(z)
+    return out
+
+
+def full_logprobs(model, ids, p):
+    """log softmax of the unpadded full sequence, float64."""
+    with torch.no_grad():
+        lg = model(torch.tensor([ids])).logits[0].double()
+    return torch.log_softmax(lg, -1)[torch.arange(p - 1, len(ids) - 1), torch.tensor(ids[p:])].numpy()
+
+
+# ---- prompt template --------------------------------------------------------------
+
+def test_format_prompt_variants(tok):
+    assert H.format_prompt("1+1", tok, "plain") == "1+1"
+    assert H.format_prompt("x{1}", tok, "Q: {prompt} \\boxed{}") == "Q: x{1} \\boxed{}"
+    assert H.format_prompt("1+1", tok, lambda p: p + "=") == "1+1="
+    chat = H.format_prompt("1+1", tok, "chat")
+    assert chat == "<|im_start|>user\n1+1<|im_end|>\n<|im_start|>assistant\n"
+    assert H.format_prompt("1+1", tok) == chat  # auto -> chat when the tokenizer has one
+    sys_chat = H.format_prompt("1+1", tok, "chat", system="S")
+    assert sys_chat.startswith("<|im_start|>system\nS<|im_end|>")
+    assert H.format_prompt([{"role": "user", "content": "1+1"}], tok) == chat
+
+
+def test_format_prompt_errors(tok):
+    with pytest.raises(ValueError, match="template"):
+        H.format_prompt("a", tok, "no placeholder")
+    with pytest.raises(TypeError, match="template"):
+        H.format_prompt("a", tok, 3)
+    with pytest.raises(TypeError, match="template"):
+        H.format_prompt("a", tok, lambda p: 1)
+    plain = H.tiny_tokenizer(corpus()[:5], chat_template=False)
+    with pytest.raises(ValueError, match="template"):
+        H.format_prompt("a", plain, "chat")
+    assert H.format_prompt("a", plain) == "a"  # auto -> plain without a chat template
+
+
+def test_encode_pair_counts_response_tokens(tok):
+    ids, p = H.encode_pair(tok, "1+2", "1+2=3")
+    resp = tok("1+2=3", add_special_tokens=False)["input_ids"]
+    assert ids[p:] == resp + [tok.eos_token_id]
+    ids2, p2 = H.encode_pair(tok, "1+2", "1+2=3", append_eos=False)
+    assert ids2[p2:] == resp and p2 == p
+    with pytest.raises(TypeError, match="response"):
+        H.encode_pair(tok, "1+2", 5)
+
+
+# ---- response log-probs ----------------------------------------------------------
+
+def test_response_logprobs_match_unpadded_full_softmax(model, tok):
+    recs = records(7)
+    P = [r["prompt"] for r in recs]
+    R = [r["response"] for r in recs]
+    out = H.response_logprobs(model, tok, P, R, batch_size=3)
+    assert out.num_truncated == 0
+    for i in range(len(recs)):
+        ids, p = H.encode_pair(tok, P[i], R[i])
+        want = full_logprobs(model, ids, p)
+        assert out.num_tokens[i] == len(ids) - p
+        assert_close(out.token_logprobs[i], want, rtol=1e-5, atol=2e-5, what=f"tokens {i}")
+        assert_close(out.sum[i], want.sum(), rtol=1e-5, atol=1e-4, what=f"sum {i}")
+        assert_close(out.mean[i], want.mean(), rtol=1e-5, atol=1e-5, what=f"mean {i}")
+    one = H.response_logprobs(model, tok, P, R, batch_size=1)
+    assert_close(one.mean, out.mean, rtol=1e-5, atol=1e-5, what="batch 1 vs 3")
+
+
+def test_response_logprobs_restores_training_mode(model, tok):
+    model.train()
+    try:
+        H.response_logprobs(model, tok, ["1+1"], ["2"])
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_response_logprobs_temperature(model, tok):
+    ids, p = H.encode_pair(tok, "3+4", "3+4=7")
+    with torch.no_grad():
+        lg = model(torch.tensor([ids])).logits[0].double() / 0.5
+    want = torch.log_softmax(lg, -1)[torch.arange(p - 1, len(ids) - 1), torch.tensor(ids[p:])].numpy()
+    out = H.response_logprobs(model, tok, ["3+4"], ["3+4=7"], temperature=0.5)
+    assert_close(out.token_logprobs[0], want, rtol=1e-5, atol=2e-5)
+    with pytest.raises(ValueError, match="temperature"):
+        H.response_logprobs(model, tok, ["3+4"], ["7"], temperature=0.0)
+
+
+def test_tokenizer_without_pad_token(model, tok):
+    nopad = H.tiny_tokenizer(corpus(), vocab_size=320, pad_token=False)
+    assert nopad.pad_token_id is None
+    P, R = ["1+2", "30+30"], ["1+2=3", "30+30=60\n30+30=60"]
+    with pytest.warns(UserWarning, match="tokenizer: it has no pad_token"):
+        a = H.response_logprobs(model, nopad, P, R, batch_size=2)
+    b = H.response_logprobs(model, tok, P, R, batch_size=2)
+    assert_close(a.mean, b.mean, rtol=1e-6, atol=1e-6)
+
+
+def test_truncation_warns_and_counts(model, tok):
+    P = ["1+2", "5+5"]
+    R = ["1+2=3", "5+5=10\n" * 40]
+    ids, p = H.encode_pair(tok, P[1], R[1])
+    limit = p + 10
+    assert len(ids) > limit
+    with pytest.warns(UserWarning, match=r"responses: 1 of 2 .*truncated"):
+        out = H.response_logprobs(model, tok, P, R, max_length=limit)
+    assert out.num_truncated == 1 and out.truncated.tolist() == [False, True]
+    assert out.num_tokens[1] == 10
+    assert_close(out.token_logprobs[1], full_logprobs(model, ids[:limit], p), rtol=1e-5, atol=2e-5)
+    # the model's own context (128 positions) is the default limit
+    with pytest.warns(UserWarning, match="max_length=128"):
+        H.response_logprobs(model, tok, ["1"], ["9+9=18\n" * 60])
+
+
+def test_response_logprobs_bad_input(model, tok):
+    with pytest.raises(ValueError, match="prompts/responses: lengths differ"):
+        H.response_logprobs(model, tok, ["a", "b"], ["c"])
+    with pytest.raises(ValueError, match=r"responses\[0\]"):
+        H.response_logprobs(model, tok, ["a"], [""], append_eos=False)
+    with pytest.raises(ValueError, match=r"prompts\[0\]: the prompt alone"):
+        H.response_logprobs(model, tok, ["1+1=2 " * 100], ["2"], max_length=16)
+    with pytest.raises(ValueError, match="batch_size"):
+        H.response_logprobs(model, tok, ["a"], ["b"], batch_size=0)
+    with pytest.raises(TypeError, match="response"):
+        H.response_logprobs(model, tok, ["a"], [None])
+
+
+# ---- the loss in torch -------------------------------------------------------------
+
+def numpy_loss(mean_lp, ref_lp, w, eps=0.2):
+    r = np.exp(mean_lp - ref_lp)
+    return np.mean(np.maximum(-w * r, -w * np.clip(r, 1 - eps, 1 + eps)))
+
+
+def test_o1pruner_loss_value_and_gradient():
+    rng = np.random.default_rng(1)
+    B = 9
+    ref_lp = rng.normal(-1.0, 0.3, B)
+    # ratios spread over both sides of the clip range, none on a kink
+    log_r = np.array([-0.5, -0.3, -0.1, 0.0, 0.05, 0.1, 0.25, 0.4, -0.25])
+    w = np.array([1.0, -1.0, 0.5, -0.7, 2.0, -2.0, 1.5, -0.3, 0.8])
+    mean_lp = torch.tensor(ref_lp + log_r, dtype=torch.float64, requires_grad=True)
+    loss, stats = H.o1pruner_loss(mean_lp, torch.tensor(ref_lp), torch.tensor(w))
+    assert_close(loss.item(), numpy_loss(ref_lp + log_r, ref_lp, w), rtol=1e-12, atol=1e-12)
+    loss.backward()
+    # central differences of the NumPy formula
+    h = 1e-6
+    fd = np.zeros(B)
+    for b in range(B):
+        up, dn = ref_lp + log_r, ref_lp + log_r
+        up = up.copy(); dn = dn.copy()
+        up[b] += h; dn[b] -= h
+        fd[b] = (numpy_loss(up, ref_lp, w) - numpy_loss(dn, ref_lp, w)) / (2 * h)
+    assert_close(mean_lp.grad.numpy(), fd, rtol=1e-6, atol=1e-8)
+    r = np.exp(log_r)
+    clipped = (-w * np.clip(r, 0.8, 1.2)) > (-w * r)
+    assert stats["clip_fraction"] == pytest.approx(clipped.mean())
+    assert stats["ratio_mean"] == pytest.approx(r.mean())
+
+
+def test_sequence_logprobs_matches_reference(model, tok):
+    """Gradient of the trainer's loss w.r.t. the logits equals the chain of the
+    project's float64 references (token_logprobs_backward, the loss formula)."""
+    recs = records(4, seed=3)
+    ds = H.O1PrunerDataset(recs, tok)
+    batch = H.O1PrunerCollator(tok.pad_token_id)([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits.double().requires_grad_(True)
+    sums, counts = H.sequence_logprobs(logits, batch["input_ids"], batch["response_mask"])
+    mean = sums / counts
+    rng = np.random.default_rng(0)
+    ref_lp = mean.detach().numpy() + rng.uniform(-0.4, 0.4, len(recs))
+    w = np.array([r["weight"] for r in recs])
+    loss, _ = H.o1pruner_loss(mean, torch.tensor(ref_lp), torch.tensor(w))
+    loss.backward()
+    # reference: rows that are scored, their targets, the chain rule by hand
+    B, T, V = logits.shape
+    mask = batch["response_mask"][:, 1:].numpy()
+    z = logits.detach().numpy()[:, :-1][mask]
+    t = batch["input_ids"][:, 1:].numpy()[mask]
+    lp, _, _ = ref.token_logprobs(z, t)
+    rows = np.nonzero(mask)[0]
+    n = np.bincount(rows, minlength=B)
+    m = np.bincount(rows, weights=lp, minlength=B) / n
+    assert_close(mean.detach().numpy(), m, rtol=1e-10, atol=1e-10, what="mean log-prob")
+    r = np.exp(m - ref_lp)
+    # d loss / d m_b: -w r / B on the active (unclipped or inside-range) branch, else 0
+    unclipped_active = (-w * r) >= (-w * np.clip(r, 0.8, 1.2))
+    inside = (r >= 0.8) & (r <= 1.2)
+    dm = np.where(unclipped_active | inside, -w * r, 0.0) / B
+    g = ref.token_logprobs_backward(z, t, (dm / n)[rows])
+    want = np.zeros((B, T - 1, V))
+    want[mask] = g
+    assert_close(logits.grad.numpy()[:, :-1], want, rtol=1e-9, atol=1e-12, what="d loss / d logits")
+    assert np.all(logits.grad.numpy()[:, -1] == 0)
+
+
+# ---- dataset and collator ---------------------------------------------------------
+
+def test_dataset_and_collator(tok):
+    recs = records(5)
+    recs[0]["ref_mean_logp"] = -1.5
+    ds = H.O1PrunerDataset(recs, tok)
+    assert len(ds) == 5 and ds.missing_reference().tolist() == [1, 2, 3, 4]
+    batch = H.O1PrunerCollator(7, pad_to_multiple_of=8)([ds[0], ds[3]])
+    assert batch["input_ids"].shape[1] % 8 == 0
+    for row, i in enumerate([0, 3]):
+        L = len(ds.input_ids[i])
+        assert batch["input_ids"][row, :L].tolist() == ds.input_ids[i].tolist()
+        assert batch["input_ids"][row, L:].eq(7).all() and batch["attention_mask"][row, L:].eq(0).all()
+        assert batch["response_mask"][row].sum() == ds.num_tokens[i]
+        assert batch["response_mask"][row, ds.starts[i]]
+    assert batch["ref_mean_logp"][0] == -1.5 and math.isnan(batch["ref_mean_logp"][1])
+    out = ds.records(recs)
+    assert out[0]["ref_num_tokens"] == ds.num_tokens[0] and out[0]["prompt"] == recs[0]["prompt"]
+
+
+@pytest.mark.parametrize("field", ["prompt", "response", "weight"])
+def test_dataset_missing_field(tok, field):
+    recs = records(3)
+    del recs[2][field]
+    with pytest.raises(ValueError, match=rf"records\[2\]: missing field '{field}'"):
+        H.O1PrunerDataset(recs, tok)
+
+
+def test_dataset_bad_values(tok):
+    recs = records(3)
+    with pytest.raises(ValueError, match=r"records\[0\]: missing field 'ref_mean_logp'"):
+        H.O1PrunerDataset(recs, tok, require_reference=True)
+    bad = [dict(r) for r in recs]
+    bad[1]["weight"] = float("nan")
+    with pytest.raises(ValueError, match=r"records\[1\]\['weight'\]: must be finite"):
+        H.O1PrunerDataset(bad, tok)
+    bad = [dict(r) for r in recs]
+    bad[1]["weight"] = "heavy"
+    with pytest.raises(TypeError, match=r"records\[1\]\['weight'\]"):
+        H.O1PrunerDataset(bad, tok)
+    bad = [dict(r, ref_mean_logp=-1.0) for r in recs]
+    bad[2]["ref_mean_logp"] = 0.5
+    with pytest.raises(ValueError, match=r"records\[2\]\['ref_mean_logp'\]"):
+        H.O1PrunerDataset(bad, tok)
+    bad = [dict(r, ref_mean_logp=-1.0, ref_num_tokens=1) for r in recs]
+    with pytest.raises(ValueError, match=r"records\[0\]\['ref_num_tokens'\]"):
+        H.O1PrunerDataset(bad, tok)
+    with pytest.raises(ValueError, match="records: empty"):
+        H.O1PrunerDataset([], tok)
+    with pytest.raises(TypeError, match="records"):
+        H.O1PrunerDataset({"prompt": ["a"]}, tok)
+    with pytest.raises(TypeError, match=r"records\[0\]"):
+        H.O1PrunerDataset(["a"], tok)
+    with pytest.warns(UserWarning, match="responses: .* truncated"):
+        ds = H.O1PrunerDataset(recs, tok, max_length=30)
+    assert ds.num_truncated == 3 and max(len(x) for x in ds.input_ids) == 30
+
+
+# ---- the trainer -------------------------------------------------------------------
+
+def make_trainer(model, tok, recs, tmp_path, **kw):
+    args = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1,
+                per_device_eval_batch_size=4, num_train_epochs=1, save_strategy="no", use_cpu=True,
+                logging_steps=1, disable_tqdm=True, seed=0)
+    args.update(kw.pop("args", {}))
+    return H.O1PrunerTrainer(model=model, args=H.paper_training_arguments(str(tmp_path), **args),
+                             train_dataset=recs, eval_dataset=kw.pop("eval_dataset", recs),
+                             processing_class=tok, **kw)
+
+
+def fresh_model(tok, seed=0):
+    return H.tiny_qwen2(tok, hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2,
+                        intermediate_size=64, max_position_embeddings=128, seed=seed)
+
+
+def test_trainer_reference_equals_response_logprobs(tok, tmp_path):
+    m = fresh_model(tok)
+    recs = records(10)
+    tr = make_trainer(m, tok, recs, tmp_path)
+    ref_lp = tr.compute_reference()
+    direct = H.response_logprobs(m, tok, [r["prompt"] for r in recs], [r["response"] for r in recs])
+    assert_close(ref_lp, direct.mean, rtol=1e-5, atol=1e-5)
+    # at step 0 the ratio is 1: the loss is -mean(w) = 0 for z-normalised weights
+    ev = tr.evaluate()
+    assert abs(ev["eval_loss"]) < 1e-5
+
+
+def test_trainer_requires_reference(tok, tmp_path):
+    tr = make_trainer(fresh_model(tok), tok, records(4), tmp_path)
+    with pytest.raises(ValueError, match="ref_mean_logp"):
+        tr.train()
+
+
+def test_trainer_loss_decreases_and_checkpoint_reloads(tok, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    m = fresh_model(tok, seed=1)
+    recs = records(16, seed=5)
+    tr = make_trainer(m, tok, recs, tmp_path / "run", args=dict(num_train_epochs=4))
+    tr.compute_reference()
+    loss0 = tr.evaluate()["eval_loss"]
+    tr.train()
+    loss1 = tr.evaluate()["eval_loss"]
+    assert loss1 < loss0 - 0.05, (loss0, loss1)
+    logs = [l for l in tr.state.log_history if "loss" in l]
+    assert len(logs) == 16 and all("ratio_mean" in l and "clip_fraction" in l for l in logs)
+    # positive-weight samples became likelier, negative ones less likely
+    P, R = [r["prompt"] for r in recs], [r["response"] for r in recs]
+    after = H.response_logprobs(m, tok, P, R).mean
+    delta = after - tr.train_dataset.ref_mean_logp
+    w = np.array([r["weight"] for r in recs])
+    assert np.corrcoef(w, delta)[0, 1] > 0.5
+    # save and reload: same model, same tokenizer
+    out = tmp_path / "ckpt"
+    tr.save_model(str(out))
+    m2 = transformers.AutoModelForCausalLM.from_pretrained(str(out))
+    tok2 = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert tok2(R[0])["input_ids"] == tok(R[0])["input_ids"]
+    again = H.response_logprobs(m2, tok2, P, R).mean
+    assert_close(again, after, rtol=1e-5, atol=1e-5, what="reloaded checkpoint")
+
+
+def test_gradient_accumulation_matches_big_batch(tok, tmp_path):
+    """One optimiser step over 4 sequences: batch 4 x 1 step equals batch 2 x
+    2 accumulation steps (the loss is a mean over the effective batch)."""
+    recs = records(4, seed=7)
+    for r in recs:  # equal lengths so both splits weigh sequences alike
+        r["response"] = "12+13=25"
+    params = []
+    for bs, ga in ((4, 1), (2, 2)):
+        m = fresh_model(tok, seed=2)
+        tr = make_trainer(m, tok, recs, tmp_path / f"ga{ga}",
+                          args=dict(per_device_train_batch_size=bs, gradient_accumulation_steps=ga,
+                                    optim="sgd", learning_rate=0.5, warmup_steps=0, max_grad_norm=1e9,
+                                    lr_scheduler_type="constant"))
+        # shift the reference so the ratios differ from 1 and clipping is exercised
+        tr.compute_reference()
+        tr.train_dataset.set_reference(tr.train_dataset.ref_mean_logp + np.array([0.1, -0.3, 0.0, 0.25]))
+        tr.train()
+        params.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    base = torch.cat([p.detach().flatten() for p in fresh_model(tok, seed=2).parameters()])
+    assert (params[0] - base).abs().max() > 1e-4  # it moved
+    assert_close(params[1].numpy(), params[0].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_trainer_bad_arguments(tok, tmp_path):
+    m = fresh_model(tok)
+    with pytest.raises(ValueError, match="clip_eps"):
+        make_trainer(m, tok, records(2), tmp_path, clip_eps=1.5)
+    with pytest.raises(ValueError, match="processing_class"):
+        H.O1PrunerTrainer(model=m, args=H.paper_training_arguments(str(tmp_path), use_cpu=True),
+                          train_dataset=records(2))
+    with pytest.raises(ValueError, match=r"records\[1\]: missing field 'weight'"):
+        recs = records(2)
+        del recs[1]["weight"]
+        make_trainer(m, tok, recs, tmp_path)
+
+
+def test_paper_training_arguments(tmp_path):
+    a = H.paper_training_arguments(str(tmp_path), use_cpu=True)
+    assert a.learning_rate == 2e-7 and a.max_grad_norm == 10.0 and a.num_train_epochs == 1
+    assert getattr(a.lr_scheduler_type, "value", a.lr_scheduler_type) == "cosine"
+    ratio = getattr(a, "warmup_ratio", None) or a.warmup_steps
+    assert ratio == 0.1
+    assert a.per_device_train_batch_size * a.gradient_accumulation_steps == 32
+    assert H.paper_training_arguments(str(tmp_path), model="qwq-32b", use_cpu=True).learning_rate == 2e-6
+    with pytest.raises(ValueError, match="model"):
+        H.paper_training_arguments(str(tmp_path), model="gpt")
+
+
+# ---- generation --------------------------------------------------------------------
+
+def test_generate_greedy_matches_manual_argmax(model, tok):
+    prompts = ["1+2", "30+9"]
+    out = H.generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
+    assert [o["prompt"] for o in out] == prompts
+    for o in out:
+        text = H.format_prompt(o["prompt"], tok)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        toks = []
+        with torch.no_grad():
+            for _ in range(6):
+                nxt = int(model(torch.tensor([ids + toks])).logits[0, -1].argmax())
+                toks.append(nxt)
+                if nxt == tok.eos_token_id:
+                    break
+        got = o["outputs"][0]
+        assert got["token_ids"] == toks
+        assert got["finished"] == (toks[-1] == tok.eos_token_id)
+        assert got["text"] == tok.decode(toks, skip_special_tokens=True)

@@ -154,6 +154,8 @@ def _ids_of(x) -> Optional[List[int]]:
         x = x.input_ids
     if x is None:
         return None
+    if isinstance(x, (list, tuple)) and (not x or not isinstance(x[0], (list, tuple))):
+        return list(x)  # ids, or token strings: either way one entry per token
     arr = np.asarray(x)
     if arr.ndim == 2 and arr.shape[0] == 1:  # return_tensors-style batch of one
         arr = arr[0]
@@ -731,7 +733,7 @@ def _prepare(samples, k, tokenizer, grader, grade_from, format):
     where = os.fspath(samples) if isinstance(samples, (str, os.PathLike)) else "samples"
     recs = load_samples(samples, format=format, k=k, tokenizer=tokenizer)
     if not recs:
-        raise ValueError(f"{where}: no samples")
+        raise ValueError(f"{where}: empty")
     if k is not None and not isinstance(samples, (str, os.PathLike)) and not any("problem_id" in r for r in recs):
         k = _io._check_k(k)
         if len(recs) % k:

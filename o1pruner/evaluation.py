@@ -614,24 +614,54 @@ def compare_buckets(ref: EvalResult, new: EvalResult) -> List[Dict[str, Any]]:
 
 
 def difficulty_report(
-    samples: Union[PathLike, Sequence[Mapping[str, Any]]],
+    samples: Any,
     *,
     bins=DEFAULT_ACCURACY_BINS,
     by: str = "ref_accuracy",
     **load_kwargs,
 ) -> List[Dict[str, Any]]:
-    """How a model spends tokens by difficulty, from its pre-sampled records
-    (graded and measured, e.g. :func:`o1pruner.presample`'s output or a
-    :class:`~o1pruner.WeightedDataset`'s records).
+    """How a model spends tokens by difficulty.
 
-    Problems are grouped by Abar_ref bins (``by="ref_accuracy"``) or by their
-    ``difficulty`` field (``by="difficulty"``). Per bucket: number of
-    problems, mean Lbar_ref, mean Abar_ref, mean length of correct and of
-    incorrect samples. Length disharmony shows as a mean length that does
-    not fall on easy problems.
+    Parameters
+    ----------
+    samples : path, list of dict or WeightedDataset
+        Pre-sampled records, graded and measured (each with ``problem_id``,
+        ``length``, ``correct``; e.g. :func:`o1pruner.presample`'s output),
+        or a :class:`~o1pruner.WeightedDataset` (its per-problem statistics
+        and training weights).
+    bins : sequence of (low, high, label)
+        Abar_ref buckets, ``low <= a < high``.
+    by : {"ref_accuracy", "difficulty"}
+        Group problems by Abar_ref bins or by their ``difficulty`` field.
+
+    Returns
+    -------
+    list of dict
+        Per bucket: ``problems``, mean ``ref_accuracy`` (Abar_ref), mean
+        ``ref_mean_length`` (Lbar_ref); from samples also ``samples`` and the
+        mean length of correct and of incorrect samples; from a dataset the
+        mean training ``weight``. Length disharmony shows as a Lbar_ref that
+        does not fall on easy problems.
     """
+    from .pipeline import WeightedDataset
+
     if by not in ("ref_accuracy", "difficulty"):
         raise ValueError(f"by: must be 'ref_accuracy' or 'difficulty', got {by!r}")
+    if isinstance(samples, WeightedDataset):
+        probs = samples.problems
+        if by == "difficulty" and not all("difficulty" in p for p in probs):
+            raise ValueError("samples: by='difficulty' needs a 'difficulty' for every problem")
+        acc = np.array([p["ref_accuracy"] for p in probs])
+        mlen = np.array([p["ref_mean_length"] for p in probs])
+        labels = [p["difficulty"] for p in probs] if by == "difficulty" else _bin_labels(acc, bins)
+        a = samples.arrays()
+        rows = []
+        for key, pm in _bucket_masks(labels, bins, by):
+            sm = pm[a["group"]]
+            rows.append({"bucket": key, "problems": int(pm.sum()), "ref_accuracy": float(acc[pm].mean()),
+                         "ref_mean_length": float(mlen[pm].mean()), "training_samples": int(sm.sum()),
+                         "mean_weight": float(a["weight"][sm].mean()) if sm.any() else float("nan")})
+        return rows
     recs = load_samples(samples, **load_kwargs)
     if not recs:
         raise ValueError("samples: empty")
@@ -651,8 +681,36 @@ def difficulty_report(
             diff.setdefault(r["problem_id"], r["difficulty"])
         labels = [diff[pid] for pid in ids]
     else:
-        labels = [next(name for lo, hi, name in bins if lo <= a < hi) for a in st.accuracy]
+        labels = _bin_labels(st.accuracy, bins)
     out = []
+    for key, pm in _bucket_masks(labels, bins, by):
+        sm = pm[g]
+        cor = sm & (C > 0.5)
+        inc = sm & (C <= 0.5)
+        out.append({
+            "bucket": key,
+            "problems": int(pm.sum()),
+            "ref_accuracy": float(st.accuracy[pm].mean()),
+            "ref_mean_length": float(st.mean_length[pm].mean()),
+            "samples": int(sm.sum()),
+            "mean_length_correct": float(L[cor].mean()) if cor.any() else float("nan"),
+            "mean_length_incorrect": float(L[inc].mean()) if inc.any() else float("nan"),
+        })
+    return out
+
+
+def _bin_labels(acc: np.ndarray, bins) -> List[str]:
+    out = []
+    for a in acc:
+        lab = next((name for lo, hi, name in bins if lo <= a < hi), None)
+        if lab is None:
+            raise ValueError(f"bins: reference accuracy {a} falls in no bin of {bins}")
+        out.append(lab)
+    return out
+
+
+def _bucket_masks(labels, bins, by):
+    """(bucket, problem mask) in a stable order: bins order, or sorted levels."""
     keys = list(dict.fromkeys(labels))
     if by == "difficulty":
         try:
@@ -662,18 +720,4 @@ def difficulty_report(
     else:
         keys = [name for _, _, name in bins if name in keys]
     lab_arr = np.array([str(x) for x in labels], dtype=object)
-    for key in keys:
-        pm = lab_arr == str(key)
-        sm = pm[g]
-        cor = sm & (C > 0.5)
-        inc = sm & (C <= 0.5)
-        out.append({
-            "bucket": key,
-            "problems": int(pm.sum()),
-            "samples": int(sm.sum()),
-            "ref_accuracy": float(st.accuracy[pm].mean()),
-            "ref_mean_length": float(st.mean_length[pm].mean()),
-            "mean_length_correct": float(L[cor].mean()) if cor.any() else float("nan"),
-            "mean_length_incorrect": float(L[inc].mean()) if inc.any() else float("nan"),
-        })
-    return out
+    return [(key, lab_arr == str(key)) for key in keys]

@@ -13,16 +13,15 @@ import json
 import math
 import os
 import random
-import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import io as _io
 from .io import JSONLError, FieldError
-from .prompts import PromptTemplate, as_template
+from .prompts import as_template
 from .rewards import harmonize_weights, length_harmonizing_reward, reference_stats
 
 __all__ = [
@@ -38,7 +37,7 @@ __all__ = [
 PathLike = Union[str, "os.PathLike[str]"]
 
 # Field names accepted for a problem's text, gold answer, id and difficulty.
-_TEXT_KEYS = ("problem", "question")
+_TEXT_KEYS = ("problem", "question", "expr")
 _GOLD_KEYS = ("ground_truth_answer", "answer", "gold")
 _ID_KEYS = ("problem_id", "id")
 _DIFF_KEYS = ("difficulty", "level")
@@ -66,7 +65,7 @@ def as_problems(problems: Union[PathLike, Sequence[Any]], where: str = "problems
     ----------
     problems : path or sequence
         A ``.json`` array or ``.jsonl`` file, or a sequence of dicts or
-        objects. Text is read from ``problem`` (or ``question``), the gold
+        objects. Text is read from ``problem`` (or ``question``, ``expr``), the gold
         answer from ``ground_truth_answer`` (or ``answer``, ``gold``), the id
         from ``problem_id`` (or ``id``; default: the position in the list),
         the difficulty from ``difficulty`` (or ``level``) when present.

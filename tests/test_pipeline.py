@@ -398,7 +398,7 @@ def test_build_dataset_record_fields_and_stats():
 
 def test_build_dataset_options(tmp_path):
     rng = np.random.default_rng(0)
-    items = make_public_file(tmp_path / "p.json", rng, 10, 4)
+    make_public_file(tmp_path / "p.json", rng, 10, 4)
     samples = io.read_o1pruner_samples(tmp_path / "p.json", 4)
     for s in samples:
         s["length"] = len(s["solution"].split())

@@ -10,6 +10,9 @@ Public API (NumPy arrays in and out):
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
 - metrics: :func:`aes`
+- pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
+  :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
+  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
@@ -17,6 +20,12 @@ Public API (NumPy arrays in and out):
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .metrics import aes
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
+
+# ---- pipeline (presample, build, evaluate; file formats in o1pruner.io) ----
+from . import io
+from .evaluation import EvalResult, compare, compare_buckets, difficulty_report, evaluate, evaluate_samples
+from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
+from .prompts import PromptTemplate
 
 __version__ = "0.1.0"
 
@@ -31,4 +40,20 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    # pipeline
+    "io",
+    "PromptTemplate",
+    "as_problems",
+    "count_tokens",
+    "presample",
+    "load_samples",
+    "build_dataset",
+    "sft_shortest_dataset",
+    "WeightedDataset",
+    "evaluate",
+    "evaluate_samples",
+    "compare",
+    "compare_buckets",
+    "difficulty_report",
+    "EvalResult",
 ]

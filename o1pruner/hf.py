@@ -7,10 +7,12 @@ Needs the optional extra ``pip install 'o1pruner[hf]'`` (torch, transformers,
 accelerate). Everything here is pure PyTorch and runs on any device; on CPU the
 loss equals the C core's (tests/test_hf.py).
 
-One prompt template everywhere: :func:`format_prompt` is used to sample
-(:func:`generate`), to score the reference (:func:`response_logprobs`) and to
-train (:class:`O1PrunerTrainer`), so pi_ref(y|x) during training is the
-distribution the samples came from (a pitfall of the public code, method.md).
+One prompt template everywhere (:class:`o1pruner.PromptTemplate`, as in
+:func:`o1pruner.presample` and :func:`o1pruner.evaluate`): it renders the
+prompt to sample (:class:`HFGenerator`), to score the reference
+(:func:`response_logprobs`) and to train (:class:`O1PrunerTrainer`), so
+pi_ref(y|x) during training is the distribution the samples came from (a
+pitfall of the public code, method.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import warnings
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from .prompts import PromptTemplate, as_template
 
 try:
     import torch
@@ -31,11 +35,11 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 __all__ = [
-    "format_prompt",
+    "render_prompt",
     "encode_pair",
     "ResponseLogprobs",
     "response_logprobs",
-    "generate",
+    "HFGenerator",
     "sequence_logprobs",
     "o1pruner_loss",
     "O1PrunerDataset",
@@ -46,8 +50,6 @@ __all__ = [
     "tiny_qwen2",
 ]
 
-Template = Union[str, Callable[[str], str], None]
-Prompt = Union[str, Sequence[Mapping[str, str]]]
 
 #: Record fields the trainer reads (ref_num_tokens is optional: when present it
 #: is checked against the trainer's own tokenisation).
@@ -56,82 +58,15 @@ RECORD_FIELDS = ("prompt", "response", "weight", "ref_mean_logp")
 
 # ---- one prompt template -----------------------------------------------------
 
-def _has_chat_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def _template_kind(tokenizer, template: Template) -> str:
-    if callable(template):
-        return "callable"
-    if template is None or template == "plain":
-        return "plain"
-    if template == "auto":
-        return "chat" if _has_chat_template(tokenizer) else "plain"
-    if template == "chat":
-        if not _has_chat_template(tokenizer):
-            raise ValueError("template: 'chat' needs a tokenizer with a chat_template; "
-                             "pass template='plain' or a format string like 'Q: {prompt}\\nA: '")
-        return "chat"
-    if isinstance(template, str):
-        if "{prompt}" not in template:
-            raise ValueError(f"template: a format string must contain '{{prompt}}', got {template!r} "
-                             "(or use 'auto', 'chat', 'plain' or a callable)")
-        return "format"
-    raise TypeError(f"template: expected 'auto', 'chat', 'plain', a format string or a callable, "
-                    f"got {type(template).__name__}")
-
-
-def format_prompt(prompt: Prompt, tokenizer=None, template: Template = "auto",
-                  system: Optional[str] = None) -> str:
-    """The text the model sees before its response.
-
-    Use the same call to sample, to score the reference and to train (all
-    functions of this module do).
-
-    Parameters
-    ----------
-    prompt : str or list of {"role", "content"} dicts
-        The problem text, or a conversation (then the chat template is used
-        whatever `template` says, and `system` is ignored).
-    tokenizer : transformers tokenizer, optional
-        Needed for chat templates.
-    template : "auto", "chat", "plain", str or callable, default "auto"
-        "auto": the tokenizer's chat template when it has one, else "plain".
-        "chat": one user turn (after an optional `system` turn) and the
-        generation prompt of the tokenizer's chat template. "plain": the
-        prompt unchanged. A string containing ``{prompt}`` is filled in (other
-        braces are left alone, so LaTeX is safe). A callable maps the prompt
-        to the text.
-    system : str, optional
-        System message for the chat template (e.g.
-        ``o1pruner.io.PUBLIC_SYSTEM_PROMPT``, the public code's).
-
-    Returns
-    -------
-    str
-
-    Examples
-    --------
-    >>> format_prompt("1+1=?", template="Q: {prompt}\\nA: ")
-    'Q: 1+1=?\\nA: '
-    """
-    if not isinstance(prompt, str):
-        msgs = list(prompt)
-        if tokenizer is None or not _has_chat_template(tokenizer):
-            raise ValueError("prompt: a list of messages needs a tokenizer with a chat_template")
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    kind = _template_kind(tokenizer, template)
-    if kind == "plain":
-        return prompt
-    if kind == "format":
-        return template.replace("{prompt}", prompt)  # type: ignore[union-attr]
-    if kind == "callable":
-        out = template(prompt)  # type: ignore[operator]
-        if not isinstance(out, str):
-            raise TypeError(f"template: the callable must return str, got {type(out).__name__}")
-        return out
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+def render_prompt(problem: str, tokenizer=None, template: Any = None) -> str:
+    """The text the model sees before its response: ``template`` (see
+    :func:`o1pruner.prompts.as_template`; default the bare problem, through
+    the tokenizer's chat template when it has one) rendered for `problem`.
+    The same call is used to sample (:class:`HFGenerator`), to score the
+    reference (:func:`response_logprobs`) and to train
+    (:class:`O1PrunerTrainer`), as :func:`o1pruner.presample` and
+    :func:`o1pruner.evaluate` do."""
+    return as_template(template).render(problem, tokenizer)
 
 
 def _ids(tokenizer, text: str, add_special_tokens: bool) -> List[int]:
@@ -157,25 +92,36 @@ def _pad_id(tokenizer) -> int:
     return fill
 
 
-def encode_pair(tokenizer, prompt: Prompt, response: str, template: Template = "auto",
-                system: Optional[str] = None, append_eos: bool = True) -> Tuple[List[int], int]:
-    """Token ids of prompt + response and the number of prompt tokens.
+def _text_ids(tokenizer, text: str) -> List[int]:
+    """Token ids of a rendered prompt. One rule for sampling, scoring and
+    training: a tokenizer with a chat template gets no added special tokens
+    (its template writes them), others get theirs (e.g. a BOS) unless the
+    text already starts with it."""
+    bos = getattr(tokenizer, "bos_token", None)
+    chat = bool(getattr(tokenizer, "chat_template", None))
+    return _ids(tokenizer, text, add_special_tokens=not chat and not (bos and text.startswith(bos)))
 
-    The prompt is formatted by :func:`format_prompt` and tokenised with the
-    tokenizer's special tokens (e.g. a BOS) unless it came from a chat
-    template (which writes its own); the response is tokenised on its own
-    without special tokens, so its token count is L(y) as the public code
-    counts it, plus one eos token when `append_eos` (the token that ended the
-    sampled response; training on it teaches the model where to stop).
+
+def encode_pair(tokenizer, prompt: str, response: str, template: Any = None,
+                append_eos: bool = True) -> Tuple[List[int], int]:
+    """Token ids of the rendered prompt + the response, and the number of
+    prompt tokens.
+
+    The prompt (the problem text) is rendered by :func:`render_prompt` and
+    tokenised with the tokenizer's special tokens unless it has a chat
+    template (which writes them); the response is tokenised on its own without special tokens,
+    so its token count is L(y) as the public code counts it, plus one eos
+    token when `append_eos` (the token that ended the sampled response;
+    training on it teaches the model where to stop).
     """
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt: expected str, got {type(prompt).__name__}")
     if not isinstance(response, str):
         raise TypeError(f"response: expected str, got {type(response).__name__}")
-    text = format_prompt(prompt, tokenizer, template, system)
-    chat = not isinstance(prompt, str) or _template_kind(tokenizer, template) == "chat"
-    p = _ids(tokenizer, text, add_special_tokens=not chat)
+    p = _text_ids(tokenizer, as_template(template).render(prompt, tokenizer))
     r = _ids(tokenizer, response, add_special_tokens=False)
-    eos = getattr(tokenizer, "eos_token_id", None)
     if append_eos:
+        eos = getattr(tokenizer, "eos_token_id", None)
         if eos is None:
             raise ValueError("append_eos: the tokenizer has no eos_token; pass append_eos=False")
         r.append(int(eos))
@@ -332,16 +278,16 @@ def _pad_batch(seqs: Sequence[Sequence[int]], starts: Sequence[int], pad_id: int
     return ids, att, resp
 
 
-def response_logprobs(model, tokenizer, prompts: Sequence[Prompt], responses: Sequence[str], *,
-                      batch_size: int = 8, template: Template = "auto", system: Optional[str] = None,
+def response_logprobs(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], *,
+                      batch_size: int = 8, template: Any = None,
                       append_eos: bool = True, max_length: Optional[int] = None,
                       temperature: float = 1.0, progress: bool = False) -> ResponseLogprobs:
     """Per-token log-probs of each response given its prompt, under any causal LM.
 
     Used to precompute the frozen reference pi_ref once (method.md step 3):
     ``ref_mean_logp = response_logprobs(model, tok, prompts, responses).mean``.
-    Prompt tokens are masked (only response tokens are scored), the prompt is
-    formatted with :func:`format_prompt`, and batches are right-padded so
+    Prompt tokens are masked (only response tokens are scored), each prompt is
+    rendered with :func:`render_prompt`, and batches are right-padded so
     padding changes nothing (sequences are sorted by length to pad little).
 
     Parameters
@@ -350,10 +296,14 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Prompt], responses: Se
         Evaluated in eval mode without gradients; its training mode is restored.
     tokenizer : transformers tokenizer
         A tokenizer without a pad token is fine (see Warns).
-    prompts : sequence of str (or of message lists)
+    prompts : sequence of str
+        The problems (rendered with `template`, as for sampling).
     responses : sequence of str, same length as `prompts`
     batch_size : int, default 8
-    template, system : see :func:`format_prompt`
+    template : PromptTemplate, str or callable, optional
+        The template the responses were sampled with (see
+        :func:`o1pruner.prompts.as_template`); default the bare problem,
+        through the tokenizer's chat template when it has one.
     append_eos : bool, default True
         Score the eos token after each response (as training does).
     max_length : int, optional
@@ -389,7 +339,7 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Prompt], responses: Se
     seqs, starts = [], []
     truncated = np.zeros(n, dtype=bool)
     for i in range(n):
-        ids, p = encode_pair(tokenizer, prompts[i], responses[i], template, system, append_eos)
+        ids, p = encode_pair(tokenizer, prompts[i], responses[i], template, append_eos)
         if len(ids) == p:
             raise ValueError(f"responses[{i}]: empty response, no token to score (use append_eos=True)")
         ids, truncated[i] = _truncate(ids, p, limit, f"prompts[{i}]")
@@ -431,76 +381,88 @@ def response_logprobs(model, tokenizer, prompts: Sequence[Prompt], responses: Se
     return ResponseLogprobs(token_lp, sums / np.maximum(counts, 1), sums, counts, truncated)  # type: ignore[arg-type]
 
 
-def generate(model, tokenizer, prompts: Sequence[Prompt], *, max_new_tokens: int = 256,
-             batch_size: int = 8, template: Template = "auto", system: Optional[str] = None,
-             do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-             num_return_sequences: int = 1, seed: Optional[int] = None,
-             progress: bool = False) -> List[Dict[str, Any]]:
-    """Generate responses with ``model.generate`` using the one prompt template.
+class HFGenerator:
+    """A generator for :func:`o1pruner.presample` and :func:`o1pruner.evaluate`
+    backed by ``model.generate`` of a Hugging Face causal LM.
 
-    Greedy by default (the paper's evaluation); ``do_sample=True,
-    temperature=0.5, top_p=0.8, num_return_sequences=K`` is the paper's
-    pre-sampling. For large runs use vLLM (o1pruner.io reads its output); this
-    is for small models and checks.
+    Called with already rendered prompts (those functions render them with
+    the one template), it returns one ``{"text", "token_ids", "finished"}``
+    per prompt: ``token_ids`` are the generated ids without the eos token
+    (so their count is L(y) as the public code counts it), ``finished``
+    tells whether generation stopped on eos. Greedy by default (the paper's
+    evaluation); ``do_sample=True, temperature=0.5, top_p=0.8`` is the
+    paper's pre-sampling. For large runs use vLLM (o1pruner.io reads its
+    output); this is for small models and checks.
 
-    Returns
-    -------
-    list of dict
-        One per prompt: ``{"prompt", "outputs": [{"text", "token_ids",
-        "finished"}]}`` (the vLLM-style layout; ``token_ids`` exclude the
-        prompt and the padding, and include the eos token when generation
-        stopped on it; ``finished`` tells whether it did).
+    Parameters
+    ----------
+    model, tokenizer : Hugging Face causal LM and its tokenizer
+        A tokenizer without a pad token is fine (its eos id pads).
+    max_new_tokens : int, default 256
+    do_sample : bool, default False
+    temperature, top_p : float
+        Sampling parameters (used when `do_sample`).
+    batch_size : int, default 16
+        Prompts per ``model.generate`` call (batches are left-padded).
+
+    Examples
+    --------
+    >>> samples = o1pruner.presample(HFGenerator(model, tok, do_sample=True, temperature=0.5, top_p=0.8),
+    ...                              problems, k=8, tokenizer=tok)            # doctest: +SKIP
     """
-    if int(max_new_tokens) < 1:
-        raise ValueError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
-    pad_id = _pad_id(tokenizer)
-    eos = getattr(tokenizer, "eos_token_id", None)
-    device = _device_of(model)
-    if seed is not None:
-        torch.manual_seed(seed)
-    texts = [format_prompt(p, tokenizer, template, system) for p in prompts]
-    chat = _template_kind(tokenizer, template) == "chat"
-    out: List[Dict[str, Any]] = []
-    batches = range(0, len(texts), int(batch_size))
-    if progress:
-        from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc="generate")
-    was_training = model.training
-    model.eval()
-    try:
-        for s in batches:
-            enc = [_ids(tokenizer, t, add_special_tokens=not chat) for t in texts[s:s + int(batch_size)]]
-            T = max(len(e) for e in enc)
-            # left padding so every prompt ends where generation starts
-            ids = torch.full((len(enc), T), pad_id, dtype=torch.long)
-            att = torch.zeros((len(enc), T), dtype=torch.long)
-            for i, e in enumerate(enc):
-                ids[i, T - len(e):] = torch.as_tensor(e)
-                att[i, T - len(e):] = 1
-            kw: Dict[str, Any] = dict(max_new_tokens=int(max_new_tokens), do_sample=do_sample,
-                                      num_return_sequences=int(num_return_sequences),
-                                      pad_token_id=pad_id, eos_token_id=eos)
-            if do_sample:
-                kw.update(temperature=float(temperature), top_p=float(top_p))
-            with torch.inference_mode():
-                gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
-            new = gen[:, T:].cpu().tolist()
-            for i in range(len(enc)):
-                outs = []
-                for j in range(int(num_return_sequences)):
-                    toks = new[i * int(num_return_sequences) + j]
+    def __init__(self, model, tokenizer, *, max_new_tokens: int = 256, do_sample: bool = False,
+                 temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16):
+        if int(max_new_tokens) < 1:
+            raise ValueError(f"max_new_tokens: must be >= 1, got {max_new_tokens}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        if do_sample and not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature: must be positive and finite when sampling, got {temperature}")
+        if not (0 < top_p <= 1):
+            raise ValueError(f"top_p: must be in (0, 1], got {top_p}")
+        self.model, self.tokenizer = model, tokenizer
+        self.max_new_tokens, self.do_sample = int(max_new_tokens), bool(do_sample)
+        self.temperature, self.top_p, self.batch_size = float(temperature), float(top_p), int(batch_size)
+
+    def __call__(self, prompts: Sequence[str], seed: Optional[int] = None) -> List[Dict[str, Any]]:
+        tok, model = self.tokenizer, self.model
+        pad_id = _pad_id(tok)
+        eos = getattr(tok, "eos_token_id", None)
+        device = _device_of(model)
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        out: List[Dict[str, Any]] = []
+        kw: Dict[str, Any] = dict(max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                  pad_token_id=pad_id, eos_token_id=eos)
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_p=self.top_p)
+        was_training = model.training
+        model.eval()
+        try:
+            for s in range(0, len(prompts), self.batch_size):
+                enc = [_text_ids(tok, t) for t in prompts[s:s + self.batch_size]]
+                T = max(len(e) for e in enc)
+                # left padding: every prompt ends where generation starts
+                ids = torch.full((len(enc), T), pad_id, dtype=torch.long)
+                att = torch.zeros((len(enc), T), dtype=torch.long)
+                for i, e in enumerate(enc):
+                    ids[i, T - len(e):] = torch.as_tensor(e, dtype=torch.long)
+                    att[i, T - len(e):] = 1
+                with torch.inference_mode():
+                    gen = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kw)
+                for toks in gen[:, T:].cpu().tolist():
                     finished = eos is not None and eos in toks
                     if finished:
-                        toks = toks[:toks.index(eos) + 1]
-                    text = tokenizer.decode(toks, skip_special_tokens=True)
-                    outs.append({"text": text, "token_ids": toks, "finished": bool(finished)})
-                out.append({"prompt": prompts[s + i], "outputs": outs})
-    finally:
-        model.train(was_training)
-    return out
+                        toks = toks[:toks.index(eos)]
+                    elif pad_id != eos:
+                        while toks and toks[-1] == pad_id:  # rows padded after an early stop
+                            toks.pop()
+                    out.append({"text": tok.decode(toks, skip_special_tokens=True), "token_ids": toks,
+                                "finished": bool(finished)})
+        finally:
+            model.train(was_training)
+        return out
 
 
 # ---- the public O1-Pruner loss in torch ------------------------------------------
@@ -538,6 +500,8 @@ def o1pruner_loss(mean_logp, ref_mean_logp, weight, clip_eps: float = 0.2):
 # ---- dataset, collator, trainer ----------------------------------------------
 
 def _records_list(records) -> List[Mapping[str, Any]]:
+    if hasattr(records, "records") and isinstance(getattr(records, "records"), list):
+        return records.records  # o1pruner.WeightedDataset
     if isinstance(records, Mapping):
         raise TypeError("records: expected a sequence of dict records, got one dict "
                         "(a column dict? pass datasets.Dataset.from_dict(...) or a list of rows)")
@@ -547,18 +511,27 @@ def _records_list(records) -> List[Mapping[str, Any]]:
 class O1PrunerDataset(torch.utils.data.Dataset):
     """Tokenised O1-Pruner training records.
 
-    Each record needs ``prompt``, ``response``, ``weight`` (from
-    ``o1pruner.harmonize_weights``) and ``ref_mean_logp`` (the frozen
-    reference's mean token log-prob of the response, from
-    :func:`response_logprobs` or :meth:`O1PrunerTrainer.compute_reference`).
-    An optional ``ref_num_tokens`` is checked against this tokenisation, so a
-    reference scored with another template or cutoff is caught.
+    Each record needs the problem text (``problem``, or ``prompt``), the
+    response (``response``, or ``solution``), ``weight`` (from
+    :func:`o1pruner.build_dataset` / :func:`o1pruner.harmonize_weights`) and
+    ``ref_mean_logp`` (the frozen reference's mean token log-prob of the
+    response, from :func:`response_logprobs` or
+    :meth:`O1PrunerTrainer.compute_reference`). The records of
+    :func:`o1pruner.build_dataset` work as they are.
+
+    Consistency checks: a record with both ``problem`` and ``prompt`` (as
+    :func:`o1pruner.presample` writes: the rendered text the sample was
+    drawn with) must render to that same prompt under `template`, so a
+    training template that differs from the sampling one is an error, not a
+    silent bias; an optional ``ref_num_tokens`` must match this
+    tokenisation, so a reference scored with another template, eos setting
+    or cutoff is caught.
 
     Parameters
     ----------
-    records : sequence of mappings (list of dicts, datasets.Dataset, ...)
+    records : sequence of mappings (list of dicts, WeightedDataset, datasets.Dataset, ...)
     tokenizer : transformers tokenizer
-    template, system, append_eos : see :func:`encode_pair`
+    template, append_eos : see :func:`encode_pair`
     max_length : int, optional
         Cutoff in tokens (the paper: 3072 or 4096); longer responses are
         truncated (warned, counted in ``num_truncated``).
@@ -572,10 +545,11 @@ class O1PrunerDataset(torch.utils.data.Dataset):
         Missing or invalid fields, named with the record index.
     """
 
-    def __init__(self, records, tokenizer, *, template: Template = "auto", system: Optional[str] = None,
+    def __init__(self, records, tokenizer, *, template: Any = None,
                  append_eos: bool = True, max_length: Optional[int] = None,
                  require_reference: bool = False):
         recs = _records_list(records)
+        tpl = as_template(template)
         n = len(recs)
         if n == 0:
             raise ValueError("records: empty, nothing to train on")
@@ -590,10 +564,18 @@ class O1PrunerDataset(torch.utils.data.Dataset):
         for i, r in enumerate(recs):
             if not isinstance(r, Mapping):
                 raise TypeError(f"records[{i}]: expected a dict, got {type(r).__name__}")
-            for f in ("prompt", "response", "weight"):
-                if f not in r or r[f] is None:
-                    raise ValueError(f"records[{i}]: missing field {f!r}"
-                                     + (" (O1-Pruner weight: see o1pruner.harmonize_weights)" if f == "weight" else ""))
+            problem = _field(r, ("problem", "prompt"), i)
+            response = _field(r, ("response", "solution"), i)
+            if r.get("weight") is None:
+                raise ValueError(f"records[{i}]: missing field 'weight' (the O1-Pruner weight: see "
+                                 "o1pruner.build_dataset or o1pruner.harmonize_weights)")
+            if r.get("problem") is not None and r.get("prompt") is not None:
+                rendered = tpl.render(r["problem"], tokenizer)
+                if rendered != r["prompt"]:
+                    raise ValueError(
+                        f"records[{i}]['prompt']: the stored prompt (the text the sample was drawn with) differs "
+                        f"from the template's rendering of 'problem' ({rendered[:60]!r}...); pass the template "
+                        f"used for sampling")
             self.weight[i] = _finite(r["weight"], f"records[{i}]['weight']")
             ref = r.get("ref_mean_logp")
             if ref is None:
@@ -605,10 +587,10 @@ class O1PrunerDataset(torch.utils.data.Dataset):
                 if v > 0:
                     raise ValueError(f"records[{i}]['ref_mean_logp']: a mean log-prob is <= 0, got {v}")
                 self.ref_mean_logp[i] = v
-            ids, p = encode_pair(tokenizer, r["prompt"], r["response"], template, system, append_eos)
+            ids, p = encode_pair(tokenizer, problem, response, tpl, append_eos)
             if len(ids) == p:
                 raise ValueError(f"records[{i}]['response']: empty response, no token to train on")
-            ids, self.truncated[i] = _truncate(ids, p, self.max_length, f"records[{i}]['prompt']")
+            ids, self.truncated[i] = _truncate(ids, p, self.max_length, f"records[{i}]['problem']")
             nref = r.get("ref_num_tokens")
             if nref is not None and int(nref) != len(ids) - p:
                 raise ValueError(
@@ -659,6 +641,16 @@ class O1PrunerDataset(torch.utils.data.Dataset):
             base["ref_num_tokens"] = int(self.num_tokens[i])
             out.append(base)
         return out
+
+
+def _field(r: Mapping[str, Any], names: Tuple[str, str], i: int) -> str:
+    for f in names:
+        v = r.get(f)
+        if v is not None:
+            if not isinstance(v, str):
+                raise TypeError(f"records[{i}]['{f}']: expected str, got {type(v).__name__}")
+            return v
+    raise ValueError(f"records[{i}]: missing field {names[0]!r} (or {names[1]!r})")
 
 
 def _finite(x, where: str) -> float:
@@ -726,8 +718,8 @@ class O1PrunerTrainer(transformers.Trainer):
         Records (list of dicts, datasets.Dataset) with ``prompt``,
         ``response``, ``weight`` and ``ref_mean_logp`` (may be missing until
         :meth:`compute_reference` is called).
-    template, system, append_eos : see :func:`encode_pair`
-        Use the values the samples were generated with.
+    template, append_eos : see :func:`encode_pair`
+        Use the template the samples were generated with.
     max_length : int, optional
         Token cutoff (paper: 3072 for Marco-o1, 4096 for QwQ); default the
         model's context length.
@@ -745,7 +737,7 @@ class O1PrunerTrainer(transformers.Trainer):
     """
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
-                 processing_class=None, *, template: Template = "auto", system: Optional[str] = None,
+                 processing_class=None, *, template: Any = None,
                  append_eos: bool = True, max_length: Optional[int] = None, clip_eps: float = 0.2,
                  temperature: float = 1.0, **kwargs):
         if not (0.0 < float(clip_eps) < 1.0):
@@ -756,7 +748,7 @@ class O1PrunerTrainer(transformers.Trainer):
             raise ValueError("model: required")
         self.clip_eps = float(clip_eps)
         self.temperature = float(temperature)
-        self._o1p_encode = dict(template=template, system=system, append_eos=append_eos,
+        self._o1p_encode = dict(template=template, append_eos=append_eos,
                                 max_length=_context_length(model, max_length))
         self._o1p_tokenizer = processing_class
         train_dataset = self._as_dataset(train_dataset, "train_dataset")

@@ -57,29 +57,19 @@ def full_logprobs(model, ids, p):
 
 # ---- prompt template --------------------------------------------------------------
 
-def test_format_prompt_variants(tok):
-    assert H.format_prompt("1+1", tok, "plain") == "1+1"
-    assert H.format_prompt("x{1}", tok, "Q: {prompt} \\boxed{}") == "Q: x{1} \\boxed{}"
-    assert H.format_prompt("1+1", tok, lambda p: p + "=") == "1+1="
-    chat = H.format_prompt("1+1", tok, "chat")
-    assert chat == "<|im_start|>user\n1+1<|im_end|>\n<|im_start|>assistant\n"
-    assert H.format_prompt("1+1", tok) == chat  # auto -> chat when the tokenizer has one
-    sys_chat = H.format_prompt("1+1", tok, "chat", system="S")
+def test_render_prompt_is_the_pipeline_template(tok):
+    from o1pruner import PromptTemplate
+
+    chat = H.render_prompt("1+1", tok)
+    assert chat == "<|im_start|>user\n1+1<|im_end|>\n<|im_start|>assistant\n"  # chat template when present
+    assert H.render_prompt("1+1", tok, PromptTemplate(chat=False)) == "1+1"
+    assert H.render_prompt("x{1}", tok, PromptTemplate("Q: {problem} \\boxed{}", chat=False)) == "Q: x{1} \\boxed{}"
+    sys_chat = H.render_prompt("1+1", tok, PromptTemplate(system="S"))
     assert sys_chat.startswith("<|im_start|>system\nS<|im_end|>")
-    assert H.format_prompt([{"role": "user", "content": "1+1"}], tok) == chat
-
-
-def test_format_prompt_errors(tok):
-    with pytest.raises(ValueError, match="template"):
-        H.format_prompt("a", tok, "no placeholder")
-    with pytest.raises(TypeError, match="template"):
-        H.format_prompt("a", tok, 3)
-    with pytest.raises(TypeError, match="template"):
-        H.format_prompt("a", tok, lambda p: 1)
     plain = H.tiny_tokenizer(corpus()[:5], chat_template=False)
+    assert H.render_prompt("a", plain) == "a"
     with pytest.raises(ValueError, match="template"):
-        H.format_prompt("a", plain, "chat")
-    assert H.format_prompt("a", plain) == "a"  # auto -> plain without a chat template
+        H.render_prompt("a", plain, PromptTemplate(chat=True))
 
 
 def test_encode_pair_counts_response_tokens(tok):
@@ -90,6 +80,8 @@ def test_encode_pair_counts_response_tokens(tok):
     assert ids2[p2:] == resp and p2 == p
     with pytest.raises(TypeError, match="response"):
         H.encode_pair(tok, "1+2", 5)
+    with pytest.raises(TypeError, match="prompt"):
+        H.encode_pair(tok, None, "5")
 
 
 # ---- response log-probs ----------------------------------------------------------
@@ -261,12 +253,23 @@ def test_dataset_and_collator(tok):
     assert out[0]["ref_num_tokens"] == ds.num_tokens[0] and out[0]["prompt"] == recs[0]["prompt"]
 
 
-@pytest.mark.parametrize("field", ["prompt", "response", "weight"])
-def test_dataset_missing_field(tok, field):
+@pytest.mark.parametrize("field,message", [
+    ("prompt", r"missing field 'problem' \(or 'prompt'\)"),
+    ("response", r"missing field 'response' \(or 'solution'\)"),
+    ("weight", r"missing field 'weight'"),
+])
+def test_dataset_missing_field(tok, field, message):
     recs = records(3)
     del recs[2][field]
-    with pytest.raises(ValueError, match=rf"records\[2\]: missing field '{field}'"):
+    with pytest.raises(ValueError, match=r"records\[2\]: " + message):
         H.O1PrunerDataset(recs, tok)
+
+
+def test_dataset_accepts_pipeline_field_names(tok):
+    recs = records(3)
+    alt = [{"problem": r["prompt"], "solution": r["response"], "weight": r["weight"]} for r in recs]
+    a, b = H.O1PrunerDataset(recs, tok), H.O1PrunerDataset(alt, tok)
+    assert all(np.array_equal(x, y) for x, y in zip(a.input_ids, b.input_ids))
 
 
 def test_dataset_bad_values(tok):
@@ -301,7 +304,7 @@ def test_dataset_bad_values(tok):
 
 # ---- the trainer -------------------------------------------------------------------
 
-def make_trainer(model, tok, recs, tmp_path, **kw):
+def make_trainer(model, tok, recs, tmp_path, **kw):  # noqa: D103
     args = dict(learning_rate=3e-3, per_device_train_batch_size=4, gradient_accumulation_steps=1,
                 per_device_eval_batch_size=4, num_train_epochs=1, save_strategy="no", use_cpu=True,
                 logging_steps=1, disable_tqdm=True, seed=0)
@@ -412,21 +415,47 @@ def test_paper_training_arguments(tmp_path):
 
 # ---- generation --------------------------------------------------------------------
 
-def test_generate_greedy_matches_manual_argmax(model, tok):
-    prompts = ["1+2", "30+9"]
-    out = H.generate(model, tok, prompts, max_new_tokens=6, batch_size=2)
-    assert [o["prompt"] for o in out] == prompts
-    for o in out:
-        text = H.format_prompt(o["prompt"], tok)
+def test_generator_greedy_matches_manual_argmax(model, tok):
+    prompts = [H.render_prompt(p, tok) for p in ("1+2", "30+9")]
+    out = H.HFGenerator(model, tok, max_new_tokens=6, batch_size=2)(prompts)
+    assert len(out) == 2
+    for text, got in zip(prompts, out):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         toks = []
         with torch.no_grad():
             for _ in range(6):
                 nxt = int(model(torch.tensor([ids + toks])).logits[0, -1].argmax())
-                toks.append(nxt)
                 if nxt == tok.eos_token_id:
                     break
-        got = o["outputs"][0]
+                toks.append(nxt)
         assert got["token_ids"] == toks
-        assert got["finished"] == (toks[-1] == tok.eos_token_id)
+        assert got["finished"] == (len(toks) < 6)
         assert got["text"] == tok.decode(toks, skip_special_tokens=True)
+
+
+def test_generator_sampling_is_seeded(model, tok):
+    g = H.HFGenerator(model, tok, max_new_tokens=5, do_sample=True, temperature=1.0, top_p=0.9)
+    p = [H.render_prompt("1+2", tok)] * 3
+    assert g(p, seed=3) == g(p, seed=3)
+    with pytest.raises(ValueError, match="temperature"):
+        H.HFGenerator(model, tok, do_sample=True, temperature=0)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        H.HFGenerator(model, tok, max_new_tokens=0)
+
+
+def test_pipeline_records_train_directly(model, tok, tmp_path):
+    """presample (HFGenerator) -> build_dataset -> O1PrunerTrainer, with the
+    template check: training with another template than sampling fails."""
+    import o1pruner
+    from o1pruner import PromptTemplate
+
+    problems = [{"problem": f"{a}+{b}", "ground_truth_answer": str(a + b)} for a, b in [(1, 2), (3, 4), (10, 5)]]
+    grader = lambda texts, golds: [g in t for t, g in zip(texts, golds)]  # noqa: E731
+    tpl = PromptTemplate(system="Add.")
+    samples = o1pruner.presample(H.HFGenerator(model, tok, max_new_tokens=8, do_sample=True), problems, k=4,
+                                 tokenizer=tok, template=tpl, grader=grader, progress=False)
+    ds = o1pruner.build_dataset(samples, samples_per_problem=2)
+    tr = make_trainer(fresh_model(tok), tok, ds, tmp_path, template=tpl, eval_dataset=None)
+    assert len(tr.train_dataset) == 6
+    with pytest.raises(ValueError, match=r"records\[0\]\['prompt'\]: the stored prompt"):
+        make_trainer(fresh_model(tok), tok, ds, tmp_path, eval_dataset=None)  # default template: no system turn

@@ -122,6 +122,31 @@ def _iter_json_array(path: str, bufsize: int = 1 << 20) -> Iterator[Tuple[int, A
             pos = end
 
 
+def _resolve_format(path: str, format: str) -> str:
+    if format != "auto":
+        return format
+    if path.endswith(".json"):
+        return "o1pruner"
+    first = next(_io.iter_jsonl(path, torn_tail="drop"), (None, None))[1]
+    return "vllm" if isinstance(first, dict) and "outputs" in first else "jsonl"
+
+
+def _iter_lazy(path: str, fmt: str, read) -> Iterator[Tuple[str, Callable[[], Dict[str, Any]]]]:
+    """The samples of a file already validated by a first pass, as
+    ``(where, parse)``: for our JSONL only the lines asked for are parsed
+    (the second pass keeps m of K samples)."""
+    if fmt != "jsonl":
+        for where, rec in read():
+            yield where, (lambda rec=rec: rec)
+        return
+    with open(path, "rb") as f:
+        line = 0
+        for raw in f:
+            line += 1
+            if raw.strip():
+                yield f"{path}:{line}", (lambda raw=raw: json.loads(raw))
+
+
 def iter_samples(path: PathLike, *, format: str = "auto", k: Optional[int] = None,
                  problems: Optional[Sequence[Any]] = None, template: Any = None,
                  tokenizer: Any = None) -> Iterator[Tuple[str, Dict[str, Any]]]:
@@ -136,13 +161,7 @@ def iter_samples(path: PathLike, *, format: str = "auto", k: Optional[int] = Non
     Records of the public format get ``problem_id`` and ``sample_index``.
     """
     path = os.fspath(path)
-    fmt = format
-    if fmt == "auto":
-        if path.endswith(".json"):
-            fmt = "o1pruner"
-        else:
-            first = next(_io.iter_jsonl(path, torn_tail="drop"), (None, None))[1]
-            fmt = "vllm" if isinstance(first, dict) and "outputs" in first else "jsonl"
+    fmt = _resolve_format(path, format)
     if fmt == "jsonl":
         for line, rec in _io.iter_jsonl(path, required=("problem", "solution", "ground_truth_answer"),
                                         check=_check_sample):
@@ -294,7 +313,7 @@ def build_dataset_streaming(
     problems: Optional[Sequence[Any]] = None,
     template: Any = None,
     out_format: str = "records",
-    chunk_size: int = 16384,
+    chunk_size: int = 2048,
     tmp_dir: Optional[PathLike] = None,
     progress: bool = False,
 ) -> StreamResult:
@@ -322,7 +341,7 @@ def build_dataset_streaming(
     format : str, default "auto"
     problems, template, tokenizer
         For vLLM files whose lines lack the problem (matched by prompt).
-    chunk_size : int, default 16384
+    chunk_size : int, default 2048
         Samples per chunk (graded together); memory grows with it.
     tmp_dir : path, optional
         Where the temporary per-sample file goes (default: next to `out`).
@@ -357,7 +376,8 @@ def build_dataset_streaming(
         harmonize_weights([0.0], clip=clip, normalize=None)  # validates the pair before any work
     out = os.fspath(out)
     src = os.fspath(samples)
-    read = lambda: iter_samples(src, format=format, k=k, problems=problems, template=template,  # noqa: E731
+    fmt = _resolve_format(src, format)
+    read = lambda: iter_samples(src, format=fmt, k=k, problems=problems, template=template,  # noqa: E731
                                 tokenizer=tokenizer)
     bar = _bar(progress, "grade + measure")
 
@@ -443,7 +463,7 @@ def build_dataset_streaming(
 
         def records():
             with open(tmp, "rb") as f:
-                for chunk in _chunks(read(), chunk_size):
+                for chunk in _chunks(_iter_lazy(src, fmt, read), chunk_size):
                     rows = _read_rows(f, len(chunk))
                     m = kept(rows)
                     r = rewards(rows, m)
@@ -456,7 +476,7 @@ def build_dataset_streaming(
                         # zero spread: no preference, weight 0 (as harmonize_weights)
                         w = np.where(sd > 0, (c - mean[at]) / np.where(sd > 0, sd, 1.0), 0.0)
                     for j, i in enumerate(np.flatnonzero(m).tolist()):
-                        yield _out_record(chunk[i][1], rows[i], groups, mean_len, acc, count, r[j], w[j],
+                        yield _out_record(chunk[i][1](), rows[i], groups, mean_len, acc, count, r[j], w[j],
                                           out_format, tpl)
                     if bar2 is not None:
                         bar2.update(len(chunk))

@@ -9,6 +9,8 @@ Public API (NumPy arrays in and out):
 
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
+- objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
+  :func:`ppo_clip_loss`
 - metrics: :func:`aes`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
@@ -16,6 +18,13 @@ Public API (NumPy arrays in and out):
 
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .metrics import aes
+from .objectives import (
+    PPOClipResult,
+    PPOStats,
+    ppo_clip_loss,
+    sequence_logprobs,
+    sequence_logprobs_backward,
+)
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
 
 __version__ = "0.1.0"
@@ -31,4 +40,9 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    "sequence_logprobs",
+    "sequence_logprobs_backward",
+    "ppo_clip_loss",
+    "PPOClipResult",
+    "PPOStats",
 ]

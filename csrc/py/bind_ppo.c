@@ -88,7 +88,7 @@ static PyObject *py_sequence_logprobs_backward(PyObject *self, PyObject *args, P
         return NULL;
     int reduce = reduce_obj ? o1p_parse_choice(reduce_obj, "reduce", reduce_choices) : PPO_REDUCE_SUM;
     if (reduce < 0) return NULL;
-    g = o1p_as_float(g_obj, "grad", 1, NPY_FLOAT64, O1P_FLOAT_ONLY);
+    g = o1p_as_float(g_obj, "grad", 1, NPY_FLOAT64, O1P_ALLOW_INT);
     if (g == NULL) goto fail;
     m = o1p_as_mask(m_obj, "mask", 2);
     if (m == NULL) goto fail;
@@ -210,7 +210,7 @@ static PyObject *py_ppo_clip_loss(PyObject *self, PyObject *args, PyObject *kwds
         Py_XDECREF(shape);
         goto fail;
     }
-    adv = o1p_as_float(adv_obj, "advantages", 1, NPY_FLOAT64, O1P_FLOAT_ONLY);
+    adv = o1p_as_float(adv_obj, "advantages", 1, NPY_FLOAT64, O1P_ALLOW_INT);
     if (adv == NULL) goto fail;
     if (o1p_check_dim(adv, "advantages", 0, B, "logp (one advantage per sequence)") < 0 ||
         o1p_check_finite(adv, "advantages", 0) < 0)

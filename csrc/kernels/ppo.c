@@ -10,12 +10,13 @@
 
 #include "vmath.h"
 
-/* Loops that reduce use `omp simd`: it lets the compiler keep one partial sum
- * per vector lane (still in double) and add the lanes at the end, which strict
- * IEEE forbids it to do on its own. The order is fixed by the code, so the
- * result does not depend on the thread count; without OpenMP the loops run
- * serially (same math, last-bit differences only). */
-#define O1P_SIMD(clauses) O1P_OMP(simd clauses)
+/* Sums over a row run in CHUNK independent double accumulators, one per
+ * position inside a chunk of CHUNK tokens: acc[j] += v[t0 + j]. That loop is
+ * element-wise, so every target clone vectorises it at its own width without
+ * reassociating any sum (strict IEEE forbids vectorising a plain serial
+ * reduction), and the order of additions is fixed by the code: results are the
+ * same for any thread count, SIMD level, or an OpenMP-less build. */
+#define CHUNK 64
 /* Tokens worth one thread (a token costs ~1 ns). */
 #define MIN_WORK_PER_THREAD 16384
 
@@ -32,13 +33,17 @@ static int64_t count_valid(o1p_int T, const uint8_t *m) {
 /* Sum of x over the valid tokens of one row, in double. Masked entries are
  * selected away (not multiplied by 0), so NaN there does not leak in. */
 O1P_TARGET_CLONES
-static double masked_sum(o1p_int T, const float *x, const uint8_t *m) {
-    double s = 0.0;
-    O1P_SIMD(reduction(+ : s))
-    for (o1p_int t = 0; t < T; t++) {
-        float v = x[t]; /* loaded unconditionally, then selected */
-        s += (double)(m[t] ? v : 0.0f);
+static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *O1P_RESTRICT m) {
+    double acc[CHUNK] = {0};
+    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
+        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+        for (int j = 0; j < n; j++) {
+            float v = x[t0 + j]; /* loaded unconditionally, then selected */
+            acc[j] += (double)(m[t0 + j] ? v : 0.0f);
+        }
     }
+    double s = 0.0;
+    for (int j = 0; j < CHUNK; j++) s += acc[j];
     return s;
 }
 
@@ -122,60 +127,90 @@ enum { MODE_PLAIN = 0, MODE_DUAL = 1, MODE_ZERO_ADV = 2 };
  * Where no branch passes the gradient it is exactly 0 (PyTorch's exp backward
  * would give 0 * inf = NaN for an overflowed ratio). Zero-advantage rows give
  * loss and gradient 0 (no 0 * inf either). */
-O1P_INLINE void token_row_body(o1p_int T, const float *lp, const float *ref, const uint8_t *m,
+O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
+                               const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
                                float nA, float snA, float p3, float lo, float hi, float c,
-                               const int mode, float *g, row_stats *st) {
+                               const int mode, float *O1P_RESTRICT g, row_stats *st) {
+    double accl[CHUNK] = {0}, acck[CHUNK] = {0}, accr[CHUNK] = {0};
+    float mn[CHUNK], mx[CHUNK];
+    int32_t ncl[CHUNK] = {0}, ndu[CHUNK] = {0}, nbad[CHUNK] = {0};
+    for (int j = 0; j < CHUNK; j++) {
+        mn[j] = INFINITY;
+        mx[j] = -INFINITY;
+    }
+    int64_t ncl_row = 0, ndu_row = 0, nbad_row = 0;
+    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
+        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+        /* branch-free body (& not &&, selects not ifs) so that it vectorises */
+        for (int j = 0; j < n; j++) {
+            o1p_int t = t0 + j;
+            float lpv = lp[t], refv = ref[t];
+            int valid = m[t] != 0;
+            float x = lpv - refv;
+            float xc = x < -c ? -c : x;
+            xc = xc > c ? c : xc;
+            float gx = (float)((x >= -c) & (x <= c));
+            float r = o1p_expf(xc);
+            float rc = r < lo ? lo : r;
+            rc = rc > hi ? hi : rc;
+            float pass2 = (float)((r >= lo) & (r <= hi));
+            float p1 = nA * r, p2 = nA * rc;
+            float w1 = p1 > p2 ? 1.0f : (p1 == p2 ? 0.5f : 0.0f);
+            float l = p1 > p2 ? p1 : p2;
+            float w = w1 + (1.0f - w1) * pass2;
+            int dclip = 0;
+            if (mode == MODE_DUAL) {
+                float wl = l < p3 ? 1.0f : (l == p3 ? 0.5f : 0.0f);
+                dclip = l > p3;
+                l = l < p3 ? l : p3;
+                w *= wl;
+            }
+            if (mode == MODE_ZERO_ADV) {
+                l = 0.0f;
+                w = 0.0f;
+            }
+            float d = w * gx;
+            float dl = d != 0.0f ? snA * d * r : 0.0f;
+            g[t] = valid ? dl : 0.0f;
+            accl[j] += (double)(valid ? l : 0.0f);
+            acck[j] += (double)(valid ? -xc : 0.0f);
+            accr[j] += (double)(valid ? r : 0.0f);
+            mn[j] = (valid & (r < mn[j])) ? r : mn[j];
+            mx[j] = (valid & (r > mx[j])) ? r : mx[j];
+            ncl[j] += valid & (p2 > p1);
+            ndu[j] += valid & dclip;
+            nbad[j] += valid & !((fabsf(lpv) <= FLT_MAX) & (fabsf(refv) <= FLT_MAX));
+        }
+        /* int32 lane counters: fold into int64 before they could overflow */
+        if ((t0 / CHUNK) % (1 << 20) == (1 << 20) - 1) {
+            for (int j = 0; j < CHUNK; j++) {
+                ncl_row += ncl[j];
+                ndu_row += ndu[j];
+                nbad_row += nbad[j];
+                ncl[j] = ndu[j] = nbad[j] = 0;
+            }
+        }
+    }
     double sl = 0, sk = 0, sr = 0;
-    float mn = INFINITY, mx = -INFINITY;
-    int64_t ncl = 0, ndu = 0, nbad = 0;
-    /* branch-free body (& not &&, selects not ifs) so that it vectorises */
-    O1P_SIMD(reduction(+ : sl, sk, sr, ncl, ndu, nbad) reduction(min : mn) reduction(max : mx))
-    for (o1p_int t = 0; t < T; t++) {
-        float lpv = lp[t], refv = ref[t];
-        int valid = m[t] != 0;
-        float x = lpv - refv;
-        float xc = x < -c ? -c : x;
-        xc = xc > c ? c : xc;
-        float gx = (float)((x >= -c) & (x <= c));
-        float r = o1p_expf(xc);
-        float rc = r < lo ? lo : r;
-        rc = rc > hi ? hi : rc;
-        float pass2 = (float)((r >= lo) & (r <= hi));
-        float p1 = nA * r, p2 = nA * rc;
-        float w1 = p1 > p2 ? 1.0f : (p1 == p2 ? 0.5f : 0.0f);
-        float l = p1 > p2 ? p1 : p2;
-        float w = w1 + (1.0f - w1) * pass2;
-        int dclip = 0;
-        if (mode == MODE_DUAL) {
-            float wl = l < p3 ? 1.0f : (l == p3 ? 0.5f : 0.0f);
-            dclip = l > p3;
-            l = l < p3 ? l : p3;
-            w *= wl;
-        }
-        if (mode == MODE_ZERO_ADV) {
-            l = 0.0f;
-            w = 0.0f;
-        }
-        float d = w * gx;
-        float dl = d != 0.0f ? snA * d * r : 0.0f;
-        g[t] = valid ? dl : 0.0f;
-        sl += (double)(valid ? l : 0.0f);
-        sk += (double)(valid ? -xc : 0.0f);
-        sr += (double)(valid ? r : 0.0f);
-        mn = (valid & (r < mn)) ? r : mn;
-        mx = (valid & (r > mx)) ? r : mx;
-        ncl += valid & (p2 > p1);
-        ndu += valid & dclip;
-        nbad += valid & !((fabsf(lpv) <= FLT_MAX) & (fabsf(refv) <= FLT_MAX));
+    float lo_r = INFINITY, hi_r = -INFINITY;
+    for (int j = 0; j < CHUNK; j++) {
+        sl += accl[j];
+        sk += acck[j];
+        sr += accr[j];
+        lo_r = mn[j] < lo_r ? mn[j] : lo_r;
+        hi_r = mx[j] > hi_r ? mx[j] : hi_r;
+        ncl_row += ncl[j];
+        ndu_row += ndu[j];
+        nbad_row += nbad[j];
     }
     st->loss = sl;
     st->kl = sk;
     st->rsum = sr;
-    st->rmin = mn;
-    st->rmax = mx;
-    st->nclip = ncl;
-    st->ndual = ndu;
-    st->nbad = nbad;
+    st->rmin = lo_r;
+    st->rmax = hi_r;
+    st->nclip = ncl_row;
+    st->ndual = ndu_row;
+    st->nbad = nbad_row;
 }
 
 O1P_TARGET_CLONES

@@ -1,7 +1,8 @@
 """ppo_clip_loss with its gradient against PyTorch CPU (forward + autograd
 backward, same thread count), at B=256 sequences of T=4096 tokens: the public
-O1-Pruner loss (sequence-mean ratio), TRL's GRPO loss and verl's policy loss
-(token ratio). Results are checked against PyTorch before anything is timed.
+O1-Pruner loss (sequence-mean ratio, with the reference's per-token log-probs
+or its per-sequence means computed ahead), TRL's GRPO loss and verl's policy
+loss (token ratio). Results are checked against PyTorch before anything is timed.
 
     cd benchmarks && PYTHONPATH=.. python bench_ppo.py [--smoke] [--threads N]
 """
@@ -39,6 +40,12 @@ def torch_cases(torch):
         ratio = torch.exp((lp * m).sum(-1) / n - (ref * m).sum(-1) / n)
         return torch.mean(torch.max(-adv * ratio, -adv * torch.clamp(ratio, 0.8, 1.2)))
 
+    def public_o1pruner_ref_means(lp, ref_mean, adv, mask):
+        # the frozen reference's mean log-probs computed once, ahead of training
+        m = mask.to(lp.dtype)
+        ratio = torch.exp((lp * m).sum(-1) / m.sum(-1) - ref_mean)
+        return torch.mean(torch.max(-adv * ratio, -adv * torch.clamp(ratio, 0.8, 1.2)))
+
     def trl_grpo(lp, ref, adv, mask):
         m = mask.to(lp.dtype)
         a = adv[:, None]
@@ -58,6 +65,7 @@ def torch_cases(torch):
 
     return {
         "sequence_mean (O1-Pruner)": (public_o1pruner, dict()),
+        "sequence_mean, reference means given": (public_o1pruner_ref_means, dict(ref_means=True)),
         "token, grpo (TRL)": (trl_grpo, dict(ratio="token", aggregate="grpo")),
         "token, token-mean + dual clip + clamp (verl)": (
             verl_token_mean, dict(ratio="token", aggregate="token-mean", dual_clip=3.0, logratio_clamp=20.0)),
@@ -76,12 +84,16 @@ def main() -> int:
         return 0 if args.smoke else 1
 
     logp, ref_logp, adv, mask = make_batch(B, T)
-    t_ref, t_adv, t_mask = torch.from_numpy(ref_logp), torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(mask)
+    ref_means = o1pruner.sequence_logprobs(ref_logp, mask, "mean")
+    t_adv, t_mask = torch.from_numpy(adv.astype(np.float32)), torch.from_numpy(mask)
     rows, results = [], []
     for name, (fn, kw) in torch_cases(torch).items():
+        kw = dict(kw)
+        ref_in = ref_means if kw.pop("ref_means", False) else ref_logp
+        t_ref = torch.from_numpy(ref_in.astype(np.float32))
 
         def ours():
-            return o1pruner.ppo_clip_loss(logp, ref_logp, adv, mask, **kw)
+            return o1pruner.ppo_clip_loss(logp, ref_in, adv, mask, **kw)
 
         def pytorch():
             lp = torch.from_numpy(logp).requires_grad_()

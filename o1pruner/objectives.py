@@ -28,7 +28,7 @@ def sequence_logprobs(token_logp: npt.ArrayLike, mask: npt.ArrayLike, reduce: st
     ----------
     token_logp : array_like of float, shape (B, T)
         Token log-probs, e.g. from :func:`token_logprobs` reshaped to [B, T].
-        Entries where `mask` is 0 are never read (any value, NaN included).
+        Entries where `mask` is 0 are ignored (any value, NaN included).
     mask : array_like of bool or 0/1, shape (B, T)
         1 for the response tokens that count.
     reduce : {"sum", "mean"}, default "sum"
@@ -204,7 +204,7 @@ def ppo_clip_loss(
     ----------
     logp : array_like of float, shape (B, T)
         Token log-probs of the sampled responses under the policy being trained.
-        Masked entries are never read.
+        Masked entries are ignored (any value, NaN included).
     ref_logp : array_like of float, shape (B, T) or (B,)
         Token log-probs under the frozen reference (the sampling model), or,
         for ``ratio="sequence_mean"`` only, the per-sequence mean log-probs

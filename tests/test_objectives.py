@@ -471,7 +471,7 @@ def test_zero_advantage_and_overflowing_ratio():
 def test_fully_masked_rows_contribute_nothing(rng, ratio, aggregate, cfg):
     logp, refl, adv, mask = random_batch(rng, 9, 31, empty_rows=3, dual_clip=cfg.get("dual_clip"),
                                          logratio_clamp=cfg.get("logratio_clamp"))
-    logp[:3] = np.nan  # never read where masked
+    logp[:3] = np.nan  # ignored where masked
     refl[:3] = -np.inf
     res = run(logp, refl, adv, mask, ratio, aggregate, **cfg)
     assert np.isfinite(res.loss) and np.isfinite(res.grad).all()
@@ -510,7 +510,7 @@ def test_layouts_and_dtypes(rng):
         for name, arr in layouts(refl):
             got = run(logp, arr, adv, mask, ratio, agg)
             assert got.loss == want.loss and np.array_equal(got.grad, want.grad), name
-        for name, arr in layouts(mask.astype(np.float32)):
+        for name, arr in list(layouts(mask.astype(np.float32))) + list(layouts(mask)):
             got = run(logp, refl, adv, arr, ratio, agg)
             assert got.loss == want.loss and np.array_equal(got.grad, want.grad), name
         for m in (mask.astype(np.int8), mask.astype(np.uint64), mask.tolist()):

@@ -19,6 +19,19 @@ static const int aggregate_code[] = {
     -1, PPO_AGG_MEAN, PPO_AGG_SUM, PPO_AGG_SEQ_MEAN_TOKEN_MEAN, PPO_AGG_TOKEN_MEAN, PPO_AGG_DR_GRPO,
     PPO_AGG_TOKEN_MEAN, PPO_AGG_SEQ_MEAN_TOKEN_MEAN, PPO_AGG_SEQ_MEAN_TOKEN_SUM};
 
+/* The mask as uint8. A C-contiguous bool array (the usual case) is already
+ * bytes of 0/1: view it instead of copying a [B,T] array on every call (this
+ * objective is memory-bound). Anything else goes through o1p_as_mask. The
+ * view is only read. */
+static PyArrayObject *mask_u8(PyObject *obj) {
+    if (PyArray_Check(obj)) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        if (PyArray_TYPE(a) == NPY_BOOL && PyArray_NDIM(a) == 2 && PyArray_IS_C_CONTIGUOUS(a))
+            return (PyArrayObject *)PyArray_View(a, PyArray_DescrFromType(NPY_UINT8), NULL);
+    }
+    return o1p_as_mask(obj, "mask", 2);
+}
+
 /* A [B,T] float32 array with B >= 1 and T >= 1, and its [B,T] mask. */
 static int logp_and_mask(PyObject *x_obj, const char *xname, PyObject *m_obj, PyArrayObject **x,
                          PyArrayObject **m) {
@@ -32,7 +45,7 @@ static int logp_and_mask(PyObject *x_obj, const char *xname, PyObject *m_obj, Py
     }
     if (o1p_check_product(PyArray_DIM(*x, 0), PyArray_DIM(*x, 1), NPY_MAX_INTP / 4, xname) < 0)
         return -1;
-    *m = o1p_as_mask(m_obj, "mask", 2);
+    *m = mask_u8(m_obj);
     if (*m == NULL) return -1;
     return o1p_check_same_shape(*m, "mask", *x, xname);
 }
@@ -90,7 +103,7 @@ static PyObject *py_sequence_logprobs_backward(PyObject *self, PyObject *args, P
     if (reduce < 0) return NULL;
     g = o1p_as_float(g_obj, "grad", 1, NPY_FLOAT64, O1P_ALLOW_INT);
     if (g == NULL) goto fail;
-    m = o1p_as_mask(m_obj, "mask", 2);
+    m = mask_u8(m_obj);
     if (m == NULL) goto fail;
     npy_intp B = PyArray_DIM(m, 0), T = PyArray_DIM(m, 1);
     if (B < 1 || T < 1) {

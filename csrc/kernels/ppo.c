@@ -1,7 +1,7 @@
 /* ppo.c: per-sequence log-probs and the PPO-clip objective (see ppo.h).
- * One parallel loop over sequences; each row keeps its own partial sums (in
- * fixed lanes), which are then added in row order, so results are identical
- * for any thread count. */
+ * One parallel loop over sequences; each row keeps its own partial sums,
+ * which are then added in row order, so results are identical for any thread
+ * count. */
 #include "ppo.h"
 
 #include <float.h>
@@ -14,8 +14,8 @@
  * position inside a chunk of CHUNK tokens: acc[j] += v[t0 + j]. That loop is
  * element-wise, so every target clone vectorises it at its own width without
  * reassociating any sum (strict IEEE forbids vectorising a plain serial
- * reduction), and the order of additions is fixed by the code: results are the
- * same for any thread count, SIMD level, or an OpenMP-less build. */
+ * reduction), and the order of additions is fixed by the code, independent of
+ * the thread count and of the vector width. */
 #define CHUNK 64
 /* Tokens worth one thread (a token costs ~1 ns). */
 #define MIN_WORK_PER_THREAD 16384

@@ -9,6 +9,8 @@ Public API (NumPy arrays in and out):
 
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
+- objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
+  :func:`ppo_clip_loss`
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
@@ -19,6 +21,13 @@ Public API (NumPy arrays in and out):
 
 from ._config import config, get_num_threads, set_num_threads, show_config
 from .metrics import aes
+from .objectives import (
+    PPOClipResult,
+    PPOStats,
+    ppo_clip_loss,
+    sequence_logprobs,
+    sequence_logprobs_backward,
+)
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
 
 # ---- pipeline (presample, build, evaluate; file formats in o1pruner.io) ----
@@ -56,4 +65,9 @@ __all__ = [
     "compare_buckets",
     "difficulty_report",
     "EvalResult",
+    "sequence_logprobs",
+    "sequence_logprobs_backward",
+    "ppo_clip_loss",
+    "PPOClipResult",
+    "PPOStats",
 ]

@@ -9,12 +9,26 @@ Public API (NumPy arrays in and out):
 
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
+- grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
+  :func:`compare` (:class:`Verdict`), :func:`extract_answer`,
+  :func:`extract_answers`, :func:`normalize_answer`
 - metrics: :func:`aes`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .grading import (
+    GradingResult,
+    Verdict,
+    compare,
+    extract_answer,
+    extract_answers,
+    grade,
+    grade_many,
+    grade_responses,
+    normalize_answer,
+)
 from .metrics import aes
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
 
@@ -31,4 +45,13 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    "Verdict",
+    "GradingResult",
+    "extract_answer",
+    "extract_answers",
+    "normalize_answer",
+    "compare",
+    "grade",
+    "grade_many",
+    "grade_responses",
 ]

@@ -35,3 +35,15 @@ def harmonize_weights(
     normalize: Optional[str] = ...,
     group: Optional[npt.ArrayLike] = ...,
 ) -> _F64: ...
+
+# grading
+def grader_extract(texts: Sequence[str], modes: Sequence[int]) -> list[Optional[str]]: ...
+def grader_compare(
+    predictions: Sequence[Optional[str]],
+    golds: Sequence[str],
+    modes: Optional[Sequence[int]] = ...,
+    rtol: float = ...,
+    strict_fractions: bool = ...,
+    ordered_lists: bool = ...,
+) -> Tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]: ...
+def grader_normalize(answer: str, /) -> str: ...

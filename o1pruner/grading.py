@@ -339,6 +339,16 @@ class GradingResult(NamedTuple):
     n_fallback_error: int
 
 
+def _check_fallback(fallback, timeout) -> None:
+    if fallback is not None and fallback != "sympy":
+        from ._sympy_fallback import SympyFallback
+
+        if not isinstance(fallback, SympyFallback):
+            raise ValueError(f"fallback: expected None, 'sympy' or a SympyFallback, got {fallback!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(f"timeout: expected a positive number of seconds, got {timeout!r}")
+
+
 def _run_fallback(fallback, timeout, preds, golds, verdict, correct):
     """Send UNKNOWN items to the sympy fallback; returns (n_equal, n_timeout, n_error)."""
     idx = np.flatnonzero(verdict == Verdict.UNKNOWN)
@@ -407,6 +417,7 @@ def grade_many(
         If the lengths differ.
     """
     opts = _opts(rtol, strict_fractions, ordered_lists)
+    _check_fallback(fallback, timeout)
     verdict, found = _core.grader_compare(predictions, golds, None, **opts)
     correct = verdict == Verdict.EQUAL
     n_eq, n_to, n_err = _run_fallback(fallback, timeout, list(predictions), list(golds), verdict, correct)
@@ -479,6 +490,7 @@ def grade_responses(
     """
     modes = _modes(extract, "extract")
     opts = _opts(rtol, strict_fractions, ordered_lists)
+    _check_fallback(fallback, timeout)
     verdict, found = _core.grader_compare(responses, golds, modes, **opts)
     correct = verdict == Verdict.EQUAL
     answers: List[Optional[str]] = []

@@ -1142,7 +1142,10 @@ void gr_point(grader_ctx *c, const gr_vars *v, int k, gr_rat *out) {
 
 int gr_compare_values(grader_ctx *c, gr_val a, gr_val b, double rtol) {
     if (a.kind == V_BAD || b.kind == V_BAD) return GRADER_UNKNOWN;
-    int ainf = isinf(a.fre) || isinf(a.fim), binf = isinf(b.fre) || isinf(b.fim);
+    /* infinity (written \infty) against infinity; an exact number whose double
+     * overflowed is not infinite: it is compared exactly below */
+    int ainf = a.kind == V_FLOAT && (isinf(a.fre) || isinf(a.fim));
+    int binf = b.kind == V_FLOAT && (isinf(b.fre) || isinf(b.fim));
     if (ainf || binf) {
         if (ainf && binf && a.fre == b.fre && a.fim == b.fim) return GRADER_EQUAL;
         return GRADER_NOT_EQUAL;
@@ -1159,6 +1162,8 @@ int gr_compare_values(grader_ctx *c, gr_val a, gr_val b, double rtol) {
         if (!approx) return GRADER_NOT_EQUAL;
     }
     double complex za = zval(a), zb = zval(b);
+    if (!isfinite(creal(za)) || !isfinite(cimag(za)) || !isfinite(creal(zb)) || !isfinite(cimag(zb)))
+        return GRADER_UNKNOWN; /* beyond double range: cannot compare approximately */
     double scale = fmax(cabs(za), cabs(zb));
     double diff = cabs(za - zb);
     if (scale < 1e-12) return GRADER_EQUAL; /* both zero within rounding */

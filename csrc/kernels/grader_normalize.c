@@ -176,7 +176,7 @@ static void pass_commands(const char *s, o1p_int n, sbuf *o) {
                         o->b[o->n - 1] = THOUSANDS_MARK; /* "10,\!000" */
                         while (j + 1 < n && s[j + 1] == ' ') j++;
                     }
-                } else if (d == '%' || d == '$') {
+                } else if (d == '%' || d == '$' || d == '"') {
                     /* percent and currency signs are dropped */
                 } else if (d == '\\') {
                     puts_(o, "\\\\ ");
@@ -278,7 +278,7 @@ static void pass_commands(const char *s, o1p_int n, sbuf *o) {
             }
             continue;
         }
-        if (c == '$' || c == '%') continue;
+        if (c == '$' || c == '%' || c == '"') continue; /* currency, percent, quotes */
         if (c == '{') {
             o1p_int k = i + 1; /* "{,}" and "{ , }" */
             while (k < n && s[k] == ' ') k++;

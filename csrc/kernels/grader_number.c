@@ -533,7 +533,7 @@ double gr_rat_to_double(gr_rat a) {
     double mn = gr_big_frexp(a.num, &en), md = gr_big_frexp(a.den, &ed);
     if (md == 0.0) return NAN;
     long e = en - ed;
-    if (e > 2000) e = 2000;
+    if (e > 2000) e = 2000; /* beyond double range either way: +-inf or 0 */
     if (e < -2000) e = -2000;
     return ldexp(mn / md, (int)e);
 }

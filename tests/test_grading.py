@@ -179,6 +179,10 @@ def test_big_numbers_exact():
     assert compare(str(2**200 - 1), r"2^{200}-1") == EQ
     assert compare(str(2**200), r"2^{200}-1") == NE
     assert compare("100!", str(__import__("math").factorial(100))) == EQ
+    # beyond double range, still exact (no "inf == inf")
+    assert compare(r"2^{2008}-3", r"2^{2008}-2") == NE
+    assert compare(r"2^{1024}", r"2^{1024}+1") == NE
+    assert compare(r"2^{1024}", str(2**1024)) == EQ
 
 
 def test_overflow_is_unknown_not_wrong():
@@ -279,6 +283,7 @@ def test_structures(pred, gold, want):
         (r"\text{ellipse}", "ellipse", EQ),
         ("circle", r"\text{ellipse}", NE),
         ("necessary but not sufficient", r"\text{Necessary but not sufficient}", EQ),
+        ('\\"12 and 13\\"', "12, 13", EQ),
         ("no", "No", EQ),
     ],
 )

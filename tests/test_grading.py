@@ -276,6 +276,7 @@ def test_structures(pred, gold, want):
         ("B", r"\text{(B)}", EQ),
         ("(b)", "B", EQ),
         ("(B) 12", "B", EQ),
+        ("(B)+1", "(B)", NE),
         ("C", "B", NE),
         ("12", "B", NE),
         (r"\text{Evelyn}", "Evelyn", EQ),

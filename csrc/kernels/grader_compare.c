@@ -953,7 +953,8 @@ static char choice_letter(const char *s, o1p_int n, int is_gold) {
     }
     if (i == n) return (is_gold && !paren && !(L >= 'A' && L <= 'Z')) ? 0 : (char)(L | 0x20);
     if (is_gold) return 0;
-    if (s[i] == ' ' || s[i] == '.' || s[i] == ':') return (char)(L | 0x20); /* "(B) 12", "B. text" */
+    if (s[i] == ' ' || s[i] == '.' || s[i] == ':') return (char)(L | 0x20); /* "B. text" */
+    if (paren && !strchr("+-*/^=_", s[i])) return (char)(L | 0x20);       /* "(B) 12" */
     return 0;
 }
 

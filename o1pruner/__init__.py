@@ -11,6 +11,9 @@ Public API (NumPy arrays in and out):
   :func:`harmonize_weights`
 - objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
   :func:`ppo_clip_loss`
+- grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
+  :func:`compare_answers` (``o1pruner.grading.compare``; :class:`Verdict`), :func:`extract_answer`,
+  :func:`extract_answers`, :func:`normalize_answer`
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
@@ -20,6 +23,17 @@ Public API (NumPy arrays in and out):
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .grading import (
+    GradingResult,
+    Verdict,
+    extract_answer,
+    extract_answers,
+    grade,
+    grade_many,
+    grade_responses,
+    normalize_answer,
+)
+from .grading import compare as compare_answers
 from .metrics import aes
 from .objectives import (
     PPOClipResult,
@@ -70,4 +84,13 @@ __all__ = [
     "ppo_clip_loss",
     "PPOClipResult",
     "PPOStats",
+    "Verdict",
+    "GradingResult",
+    "extract_answer",
+    "extract_answers",
+    "normalize_answer",
+    "compare_answers",
+    "grade",
+    "grade_many",
+    "grade_responses",
 ]

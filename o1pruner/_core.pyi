@@ -51,3 +51,14 @@ def ppo_clip_loss(
     dual_clip: Optional[float] = ...,
     logratio_clamp: Optional[float] = ...,
 ) -> Tuple[float, _F32, Tuple[float, float, float, float, float, float, int]]: ...
+# grading
+def grader_extract(texts: Sequence[str], modes: Sequence[int]) -> list[Optional[str]]: ...
+def grader_compare(
+    predictions: Sequence[Optional[str]],
+    golds: Sequence[str],
+    modes: Optional[Sequence[int]] = ...,
+    rtol: float = ...,
+    strict_fractions: bool = ...,
+    ordered_lists: bool = ...,
+) -> Tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]: ...
+def grader_normalize(answer: str, /) -> str: ...

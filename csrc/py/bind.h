@@ -7,5 +7,6 @@
 
 extern PyMethodDef o1p_rewards_methods[];
 extern PyMethodDef o1p_ppo_methods[];
+extern PyMethodDef o1p_grader_methods[];
 
 #endif /* O1P_BIND_H */

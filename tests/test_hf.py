@@ -13,6 +13,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 pytest.importorskip("accelerate")
 
+import o1pruner  # noqa: E402
 import o1pruner.hf as H  # noqa: E402
 from o1pruner import reference as ref  # noqa: E402
 
@@ -231,6 +232,33 @@ def test_sequence_logprobs_matches_reference(model, tok):
     want[mask] = g
     assert_close(logits.grad.numpy()[:, :-1], want, rtol=1e-9, atol=1e-12, what="d loss / d logits")
     assert np.all(logits.grad.numpy()[:, -1] == 0)
+
+
+def test_trainer_loss_and_gradient_equal_the_c_kernel(tok, tmp_path):
+    """On CPU the Trainer's pure-torch loss equals o1pruner.ppo_clip_loss (C)
+    on the same token log-probs, and so does its gradient w.r.t. them."""
+    m = fresh_model(tok, seed=4)
+    recs = records(6, seed=9)
+    tr = make_trainer(m, tok, recs, tmp_path, eval_dataset=None)
+    tr.compute_reference()
+    rng = np.random.default_rng(1)
+    tr.train_dataset.set_reference(tr.train_dataset.ref_mean_logp + rng.uniform(-0.3, 0.3, len(recs)))
+    batch = H.O1PrunerCollator(tok.pad_token_id)([tr.train_dataset[i] for i in range(len(recs))])
+    loss = tr.compute_loss(m, batch)
+    # the same token log-probs as a (B, T-1) matrix, then the C loss
+    with torch.no_grad():
+        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    lp = torch.log_softmax(logits[:, :-1].double(), -1).gather(2, batch["input_ids"][:, 1:, None]).squeeze(2)
+    lp = lp.requires_grad_(True)
+    mask = batch["response_mask"][:, 1:]
+    mean = (lp * mask).sum(1) / mask.sum(1)
+    tloss, _ = H.o1pruner_loss(mean, batch["ref_mean_logp"].double(), batch["weight"].double())
+    tloss.backward()
+    c = o1pruner.ppo_clip_loss(lp.detach().numpy(), batch["ref_mean_logp"].double().numpy(),
+                               batch["weight"].double().numpy(), mask.numpy())
+    assert_close(loss.item(), c.loss, rtol=1e-5, atol=1e-6, what="trainer loss vs C")
+    assert_close(tloss.item(), c.loss, rtol=1e-6, atol=1e-7, what="torch loss vs C")
+    assert_close(lp.grad.numpy(), c.grad, rtol=1e-5, atol=1e-8, what="d loss / d token logp")
 
 
 # ---- dataset and collator ---------------------------------------------------------
@@ -459,3 +487,41 @@ def test_pipeline_records_train_directly(model, tok, tmp_path):
     assert len(tr.train_dataset) == 6
     with pytest.raises(ValueError, match=r"records\[0\]\['prompt'\]: the stored prompt"):
         make_trainer(fresh_model(tok), tok, ds, tmp_path, eval_dataset=None)  # default template: no system turn
+
+
+# ---- the documented recipe --------------------------------------------------------
+
+def test_example_script_and_configs(tok, tmp_path):
+    import importlib.util
+    import json
+    import pathlib
+
+    import o1pruner.io as io
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "examples" / "hf"
+    cfg = json.loads((root / "ds_zero3.json").read_text())
+    assert cfg["zero_optimization"]["stage"] == 3 and cfg["gradient_clipping"] == "auto"
+    yaml = pytest.importorskip("yaml")
+    acc = yaml.safe_load((root / "accelerate_zero3.yaml").read_text())
+    assert acc["distributed_type"] == "DEEPSPEED"
+    assert (root.parents[1] / acc["deepspeed_config"]["deepspeed_config_file"]).exists()
+
+    model_dir = tmp_path / "tiny"
+    fresh_model(tok).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    recs = [{"problem": r["prompt"], "solution": r["response"], "weight": r["weight"]} for r in records(8)]
+    data = tmp_path / "train.jsonl"
+    io.write_jsonl(data, recs)
+    spec = importlib.util.spec_from_file_location("train_o1pruner", root / "train_o1pruner.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "run"
+    argv = ["--model", str(model_dir), "--data", str(data), "--output", str(out), "--use-cpu", "--batch", "4",
+            "--per-device-batch", "2", "--lr", "1e-3", "--max-steps", "2"]
+    assert mod.main(argv) == 0
+    saved = list(io.read_jsonl(out / "records_with_reference.jsonl"))
+    assert len(saved) == 8 and all(r["ref_mean_logp"] < 0 and r["ref_num_tokens"] > 0 for r in saved)
+    direct = H.response_logprobs(fresh_model(tok), tok, [r["problem"] for r in recs], [r["solution"] for r in recs])
+    assert_close([r["ref_mean_logp"] for r in saved], direct.mean, rtol=1e-5, atol=1e-5)
+    assert (out / "final" / "config.json").exists()
+    assert mod.main(argv + ["--reference-only"]) == 0  # reuses the saved reference

@@ -17,7 +17,10 @@ Public API (NumPy arrays in and out):
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
-  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`
+  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`;
+  :func:`build_dataset_streaming` for files of any size
+- with real models (optional extras, imported on demand): :mod:`o1pruner.torch`,
+  :mod:`o1pruner.hf`, :mod:`o1pruner.integrations` (TRL, verl, Ray)
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
@@ -49,6 +52,7 @@ from . import io
 from .evaluation import EvalResult, compare, compare_buckets, difficulty_report, evaluate, evaluate_samples
 from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
 from .prompts import PromptTemplate
+from .streaming import build_dataset_streaming
 
 __version__ = "0.1.0"
 
@@ -72,6 +76,7 @@ __all__ = [
     "load_samples",
     "build_dataset",
     "sft_shortest_dataset",
+    "build_dataset_streaming",
     "WeightedDataset",
     "evaluate",
     "evaluate_samples",

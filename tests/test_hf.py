@@ -429,6 +429,19 @@ def test_trainer_bad_arguments(tok, tmp_path):
         make_trainer(m, tok, recs, tmp_path)
 
 
+def test_trainer_with_tokenizer_without_pad_token(tmp_path):
+    nopad = H.tiny_tokenizer(corpus(), vocab_size=320, pad_token=False)
+    m = fresh_model(nopad)
+    with pytest.warns(UserWarning, match="tokenizer: it has no pad_token"):
+        tr = make_trainer(m, nopad, records(4), tmp_path, eval_dataset=None,
+                          args=dict(max_steps=1, per_device_train_batch_size=4))
+    tr.compute_reference()
+    tr.train()
+    assert tr.state.global_step == 1
+    with pytest.raises(RuntimeError, match="already been trained"):
+        tr.compute_reference()
+
+
 def test_paper_training_arguments(tmp_path):
     a = H.paper_training_arguments(str(tmp_path), use_cpu=True)
     assert a.learning_rate == 2e-7 and a.max_grad_norm == 10.0 and a.num_train_epochs == 1

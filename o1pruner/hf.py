@@ -119,6 +119,9 @@ def encode_pair(tokenizer, prompt: str, response: str, template: Any = None,
     if not isinstance(response, str):
         raise TypeError(f"response: expected str, got {type(response).__name__}")
     p = _text_ids(tokenizer, as_template(template).render(prompt, tokenizer))
+    if not p:
+        raise ValueError("prompt: renders to no tokens, so the response's first token has no context "
+                         "(use a template that adds text or a BOS token)")
     r = _ids(tokenizer, response, add_special_tokens=False)
     if append_eos:
         eos = getattr(tokenizer, "eos_token_id", None)

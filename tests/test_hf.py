@@ -83,6 +83,9 @@ def test_encode_pair_counts_response_tokens(tok):
         H.encode_pair(tok, "1+2", 5)
     with pytest.raises(TypeError, match="prompt"):
         H.encode_pair(tok, None, "5")
+    plain = H.tiny_tokenizer(corpus()[:5], chat_template=False)
+    with pytest.raises(ValueError, match="prompt: renders to no tokens"):
+        H.encode_pair(plain, "", "5")
 
 
 # ---- response log-probs ----------------------------------------------------------

@@ -322,6 +322,14 @@ def response_logprobs(model, tokenizer, prompts: Sequence[str], responses: Seque
     -------
     ResponseLogprobs
 
+    Notes
+    -----
+    Memory: the model's logits for the response positions of a batch
+    (batch_size x longest response x vocabulary, in the model's dtype) plus a
+    float32 copy of up to 1024 rows at a time; lower `batch_size` for long
+    responses and large vocabularies. The prompt positions' logits are not
+    kept for models whose forward takes ``logits_to_keep``.
+
     Raises
     ------
     ValueError

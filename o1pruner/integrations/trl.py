@@ -119,7 +119,7 @@ def length_harmonizing_reward(
             raise ValueError("completions: required")
         n = len(completions)
         if completion_ids is None:
-            raise ValueError("completion_ids: required to count token lengths (TRL >= 0.17 passes it)")
+            raise ValueError("completion_ids: required to count token lengths (TRL >= 0.18 passes it)")
         need = {"completion_ids": completion_ids}
         for col in (answer_column, ref_length_column, ref_accuracy_column):
             if col not in columns:

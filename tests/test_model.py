@@ -435,6 +435,34 @@ def test_save_load_round_trip(tmp_path, rng):
     assert TinyLM.load(tmp_path / "ckpt").step_count == 0
 
 
+def test_save_in_half_precision(tmp_path, rng):
+    m = make_model()
+    ids, mask, targets = random_batch(rng, m.config)
+    for dtype in ("float16", "bfloat16"):
+        m.save(tmp_path / dtype, optimizer=False, dtype=dtype)
+        size = os.path.getsize(tmp_path / dtype / "model.safetensors")
+        assert size < 2 * m.num_parameters + 4096
+        back = TinyLM.load(tmp_path / dtype)
+        if dtype == "float16":
+            want = m.flat_parameters.astype(np.float16).astype(np.float32)
+        else:  # round to nearest even on the top 16 bits
+            want = m.flat_parameters.astype(np.float64)
+            e = np.floor(np.log2(np.abs(want)))
+            q = 2.0 ** (e - 7)
+            want = (np.round(want / q) * q).astype(np.float32)  # np.round: ties to even
+        np.testing.assert_array_equal(back.flat_parameters, want)
+        lp = back.logprobs(ids, mask, targets)
+        assert_close(lp, m.logprobs(ids, mask, targets), rtol=0.05, atol=0.05, what=dtype)
+    torch = pytest.importorskip("torch")
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "bfloat16" / "model.safetensors"), framework="pt") as f:
+        t = f.get_tensor("model.norm.weight")
+        assert t.dtype == torch.bfloat16
+        np.testing.assert_array_equal(t.float().numpy(), back._views["model.norm.weight"])
+    with pytest.raises(ValueError, match="dtype"):
+        m.save(tmp_path / "x", dtype="int8")
+
+
 def test_safetensors_io_round_trip(tmp_path, rng):
     safetensors_numpy = pytest.importorskip("safetensors.numpy")
     arrays = {

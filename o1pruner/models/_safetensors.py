@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["write_safetensors", "read_safetensors", "atomic_write_bytes"]
+__all__ = ["write_safetensors", "read_safetensors", "atomic_write_bytes", "to_bfloat16_bits"]
 
 _TO_CODE = {
     np.dtype("float32"): "F32",
@@ -70,12 +70,23 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     _atomic_write(path, lambda f: f.write(data))
 
 
-def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
+def to_bfloat16_bits(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest even
+    (NaN stays NaN)."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+    nan = np.isnan(np.asarray(a, dtype=np.float32))
+    return np.where(nan, np.uint16(0x7FC0), rounded)
+
+
+def write_safetensors(path: str, tensors: Mapping[str, object],
                       metadata: Optional[Mapping[str, str]] = None) -> None:
     """Write named arrays to `path` in the safetensors format, atomically.
 
-    Tensors are stored in the order given, C-contiguous and little-endian.
-    `metadata` values must be strings (as the format requires).
+    Tensors are stored in the order given, C-contiguous and little-endian. A
+    value may also be a pair ``("BF16", uint16 array of bit patterns)`` (see
+    :func:`to_bfloat16_bits`). `metadata` values must be strings (as the
+    format requires).
     """
     header: Dict[str, object] = {}
     arrays = []
@@ -83,6 +94,12 @@ def write_safetensors(path: str, tensors: Mapping[str, np.ndarray],
     for name, arr in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"tensors: invalid tensor name {name!r}")
+        if isinstance(arr, tuple) and len(arr) == 2 and arr[0] == "BF16":
+            a = np.ascontiguousarray(arr[1], dtype="<u2")
+            header[name] = {"dtype": "BF16", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+            arrays.append(a)
+            offset += a.nbytes
+            continue
         a = np.asarray(arr)
         code = _TO_CODE.get(a.dtype.newbyteorder("="))
         if code is None:

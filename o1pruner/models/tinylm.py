@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 import numpy as np
 
 from .._loader import _core
-from ._safetensors import atomic_write_bytes, read_safetensors, write_safetensors
+from ._safetensors import atomic_write_bytes, read_safetensors, to_bfloat16_bits, write_safetensors
 
 __all__ = ["TinyLMConfig", "TinyLM", "Generation", "next_token_targets"]
 
@@ -720,17 +720,41 @@ class TinyLM:
 
     # ---- checkpoints ------------------------------------------------------
 
-    def save(self, path: Union[str, os.PathLike], *, optimizer: bool = True) -> None:
-        """Save to the folder `path` (created if needed): ``config.json``
-        (Hugging Face Qwen2 format), ``model.safetensors`` (parameters by
-        Hugging Face name) and, with `optimizer`, ``optimizer.safetensors``
-        (AdamW moments and step count) so training can resume. Every file is
-        written atomically (temporary file, fsync, rename)."""
+    def save(self, path: Union[str, os.PathLike], *, optimizer: bool = True, dtype: str = "float32") -> None:
+        """Save to the folder `path` (created if needed).
+
+        Writes ``config.json`` (Hugging Face Qwen2 format), ``model.safetensors``
+        (parameters by Hugging Face name) and, with `optimizer`,
+        ``optimizer.safetensors`` (AdamW moments and step count, float32) so
+        training can resume. Every file is written atomically (temporary
+        file, fsync, rename).
+
+        Parameters
+        ----------
+        path : str or PathLike
+            Folder of the checkpoint.
+        optimizer : bool
+            Also save the optimizer state (else an old one is removed).
+        dtype : {"float32", "float16", "bfloat16"}
+            Storage type of the parameters; the narrower types halve the file
+            (values are rounded to nearest; :meth:`load` widens them back to
+            float32, so the loaded model is the rounded one).
+        """
+        if dtype not in ("float32", "float16", "bfloat16"):
+            raise ValueError(f"dtype: must be 'float32', 'float16' or 'bfloat16', got {dtype!r}")
         path = os.fspath(path)
         os.makedirs(path, exist_ok=True)
+        cfg = self.config.to_dict()
+        cfg["torch_dtype"] = dtype
         atomic_write_bytes(os.path.join(path, "config.json"),
-                           (json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n").encode())
-        write_safetensors(os.path.join(path, "model.safetensors"), self._views,
+                           (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode())
+        if dtype == "float32":
+            tensors: Dict[str, Any] = dict(self._views)
+        elif dtype == "float16":
+            tensors = {k: v.astype(np.float16) for k, v in self._views.items()}
+        else:
+            tensors = {k: ("BF16", to_bfloat16_bits(v)) for k, v in self._views.items()}
+        write_safetensors(os.path.join(path, "model.safetensors"), tensors,
                           {"format": "pt", "producer": "o1pruner.models.TinyLM"})
         opt_path = os.path.join(path, "optimizer.safetensors")
         if optimizer:
@@ -749,7 +773,7 @@ class TinyLM:
             config = TinyLMConfig.from_dict(json.load(f))
         model = cls(config, seed=None)
         tensors, _ = read_safetensors(os.path.join(path, "model.safetensors"))
-        model.load_state_dict(tensors)
+        model.load_state_dict({k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()})
         opt_path = os.path.join(path, "optimizer.safetensors")
         if optimizer and os.path.exists(opt_path):
             state, meta = read_safetensors(opt_path)

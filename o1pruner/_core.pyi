@@ -119,4 +119,8 @@ def model_generate(
     seed: int,
     seq_index0: int = ...,
     fill: int = ...,
+    workspace: Optional[_F32] = ...,
 ) -> Tuple[_I64, _I64, npt.NDArray[np.bool_]]: ...
+def model_generate_work_size(
+    config: _ModelConfig, n_prompts: int, n_prompt_tokens: int, max_prompt: int, max_new_tokens: int
+) -> int: ...

@@ -106,12 +106,22 @@ int model_adamw_step(o1p_int P, float *params, const float *grads, float *exp_av
  * Randomness: a counter-based generator keyed by (seed, seq_index0 + b, step),
  * so results do not depend on the thread count or on which other prompts
  * share the batch (up to float rounding of batched matmuls).
+ * work[work_floats]: float workspace (activations, KV cache) of at least
+ * model_generate_work_floats(...) with the current thread count; NULL or a
+ * smaller one: allocated inside. Reusing one across calls saves the kernel
+ * zeroing fresh pages.
  * Outputs: tokens[B,max_new] (fill after the end), lengths[B] (generated
  * tokens incl. the stop token), stopped[B] (1 if a stop token ended it). */
 int model_generate(const model_config *cfg, const float *params, o1p_int B,
                    const int64_t *prompt_ids, const int64_t *offsets, o1p_int max_new,
                    float temperature, float top_p, const int64_t *stop_ids, o1p_int n_stop,
-                   uint64_t seed, int64_t seq_index0, int64_t fill, int64_t *tokens,
-                   int64_t *lengths, uint8_t *stopped);
+                   uint64_t seed, int64_t seq_index0, int64_t fill, float *work,
+                   o1p_int work_floats, int64_t *tokens, int64_t *lengths, uint8_t *stopped);
+
+/* Floats of model_generate's workspace for B prompts of n_prompt_tokens in
+ * total (the longest max_prompt) and max_new new tokens, at the current
+ * thread count. */
+o1p_int model_generate_work_floats(const model_config *cfg, o1p_int B, o1p_int n_prompt_tokens,
+                                   o1p_int max_prompt, o1p_int max_new);
 
 #endif /* O1P_MODEL_H */

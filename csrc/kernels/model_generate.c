@@ -118,10 +118,42 @@ typedef struct {
 } gen_state;
 
 static void gen_free(gen_state *g) {
-    free(g->x); free(g->xn); free(g->qkv); free(g->att); free(g->gu); free(g->act);
-    free(g->logits); free(g->kc); free(g->vc); free(g->S); free(g->probs); free(g->sorted);
+    free(g->sorted);
     free(g->ids); free(g->pos); free(g->draw);
     free(g->seq); free(g->n); free(g->start); free(g->row0); free(g->plen); free(g->cut);
+}
+
+/* Carve the float buffers (activation rows, logits, KV cache, per-thread
+ * scratch) from base (NULL: only count). Returns the floats needed. */
+static o1p_int gen_carve(const model_config *c, o1p_int B, o1p_int rows, o1p_int Tcap, o1p_int nt,
+                         float *base, gen_state *g) {
+    o1p_int d = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
+    o1p_int off = 0;
+#define O1P_TAKE(ptr, n)                  \
+    do {                                  \
+        (ptr) = base ? base + off : NULL; \
+        off += (n);                       \
+    } while (0)
+    O1P_TAKE(g->x, rows * d);
+    O1P_TAKE(g->xn, rows * d);
+    O1P_TAKE(g->qkv, rows * 3 * d);
+    O1P_TAKE(g->att, rows * d);
+    O1P_TAKE(g->gu, rows * 2 * F);
+    O1P_TAKE(g->act, rows * F);
+    O1P_TAKE(g->logits, B * V);
+    O1P_TAKE(g->kc, L * B * Tcap * d);
+    O1P_TAKE(g->vc, L * B * Tcap * d);
+    O1P_TAKE(g->S, nt * O1P_ATTN_QBLOCK * Tcap);
+    O1P_TAKE(g->probs, nt * V);
+#undef O1P_TAKE
+    return off;
+}
+
+o1p_int model_generate_work_floats(const model_config *c, o1p_int B, o1p_int n_prompt_tokens,
+                                   o1p_int max_prompt, o1p_int max_new) {
+    gen_state g;
+    return gen_carve(c, B, O1P_MAX(n_prompt_tokens, B), max_prompt + max_new, o1p_get_num_threads(),
+                     NULL, &g);
 }
 
 #define O1P_ALLOC(ptr, count) ((ptr) = malloc((size_t)((count) > 0 ? (count) : 1) * sizeof(*(ptr))))
@@ -186,10 +218,9 @@ static void step_group(const gen_state *g, o1p_int s0, o1p_int s1, int gi, int64
 int model_generate(const model_config *c, const float *params, o1p_int B,
                    const int64_t *prompt_ids, const int64_t *offsets, o1p_int max_new,
                    float temperature, float top_p, const int64_t *stop_ids, o1p_int n_stop,
-                   uint64_t seed, int64_t seq_index0, int64_t fill, int64_t *tokens,
-                   int64_t *lengths, uint8_t *stopped) {
-    o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, V = c->vocab_size;
-    o1p_int L = c->num_layers;
+                   uint64_t seed, int64_t seq_index0, int64_t fill, float *work,
+                   o1p_int work_floats, int64_t *tokens, int64_t *lengths, uint8_t *stopped) {
+    o1p_int d = c->hidden_size, H = c->num_heads, V = c->vocab_size;
     for (o1p_int i = 0; i < B * max_new; i++) tokens[i] = fill;
     for (o1p_int b = 0; b < B; b++) {
         lengths[b] = 0;
@@ -220,11 +251,15 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
     g.rope = &rope;
     int st = O1P_ENOMEM;
     o1p_int nt = g.nt;
-    if (!O1P_ALLOC(g.x, rows * d) || !O1P_ALLOC(g.xn, rows * d) || !O1P_ALLOC(g.qkv, rows * 3 * d) ||
-        !O1P_ALLOC(g.att, rows * d) || !O1P_ALLOC(g.gu, rows * 2 * F) || !O1P_ALLOC(g.act, rows * F) ||
-        !O1P_ALLOC(g.logits, B * V) || !O1P_ALLOC(g.kc, L * B * Tcap * d) ||
-        !O1P_ALLOC(g.vc, L * B * Tcap * d) || !O1P_ALLOC(g.S, nt * O1P_ATTN_QBLOCK * Tcap) ||
-        !O1P_ALLOC(g.probs, nt * V) || !O1P_ALLOC(g.sorted, nt * V) || !O1P_ALLOC(g.ids, rows) ||
+    float *own = NULL; /* used when the caller's workspace is missing or too small */
+    o1p_int need = gen_carve(c, B, rows, Tcap, nt, NULL, &g);
+    if (work == NULL || work_floats < need) {
+        own = (float *)malloc((size_t)need * sizeof(float));
+        if (own == NULL) goto done;
+        work = own;
+    }
+    gen_carve(c, B, rows, Tcap, nt, work, &g);
+    if (!O1P_ALLOC(g.sorted, nt * V) || !O1P_ALLOC(g.ids, rows) ||
         !O1P_ALLOC(g.pos, rows) || !O1P_ALLOC(g.draw, B) || !O1P_ALLOC(g.seq, B) ||
         !O1P_ALLOC(g.n, B) || !O1P_ALLOC(g.start, B) || !O1P_ALLOC(g.row0, B) ||
         !O1P_ALLOC(g.plen, B) || !O1P_ALLOC(g.cut, B + 2))
@@ -286,5 +321,6 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
 done:
     model_rope_free(&rope);
     gen_free(&g);
+    free(own);
     return st;
 }

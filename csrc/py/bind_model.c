@@ -331,6 +331,27 @@ static PyObject *py_model_arena_size(PyObject *self, PyObject *args, PyObject *k
     return PyLong_FromLongLong((long long)model_arena_floats(&c, n));
 }
 
+static PyObject *py_model_generate_work_size(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"config", "n_prompts", "n_prompt_tokens", "max_prompt", "max_new_tokens", NULL};
+    PyObject *cfg_obj, *b_obj, *n_obj, *mp_obj, *mn_obj;
+    model_config c;
+    long long b, n, mp, mn;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:model_generate_work_size", kwlist, &cfg_obj,
+                                     &b_obj, &n_obj, &mp_obj, &mn_obj))
+        return NULL;
+    if (parse_config(cfg_obj, &c) < 0 || parse_int(b_obj, "n_prompts", &b) < 0 ||
+        parse_int(n_obj, "n_prompt_tokens", &n) < 0 || parse_int(mp_obj, "max_prompt", &mp) < 0 ||
+        parse_int(mn_obj, "max_new_tokens", &mn) < 0)
+        return NULL;
+    if (b < 0 || n < 0 || mp < 0 || mn < 0 || b > NPY_MAX_INT32 || n > NPY_MAX_INT32 ||
+        mp + mn > c.max_positions) {
+        PyErr_SetString(PyExc_ValueError, "n_prompts: sizes must be >= 0 and fit the context");
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)model_generate_work_floats(&c, b, n, mp, mn));
+}
+
 /* ---- forward / backward -------------------------------------------------- */
 
 static PyObject *py_model_forward(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -548,15 +569,15 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
     (void)self;
     static char *kwlist[] = {"config", "params", "prompt_ids", "prompt_offsets", "max_new_tokens",
                              "temperature", "top_p", "stop_token_ids", "seed", "seq_index0", "fill",
-                             NULL};
+                             "workspace", NULL};
     PyObject *cfg_obj, *params_obj, *ids_obj, *off_obj, *maxnew_obj, *temp_obj, *topp_obj;
-    PyObject *stop_obj = Py_None, *seed_obj, *seq0_obj = NULL, *fill_obj = NULL;
+    PyObject *stop_obj = Py_None, *seed_obj, *seq0_obj = NULL, *fill_obj = NULL, *work_obj = Py_None;
     model_config c;
     PyArrayObject *ids = NULL, *off = NULL, *stop = NULL, *tokens = NULL, *lengths = NULL, *stopped = NULL;
     PyObject *result = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO|OO:model_generate", kwlist, &cfg_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO|OOO:model_generate", kwlist, &cfg_obj,
                                      &params_obj, &ids_obj, &off_obj, &maxnew_obj, &temp_obj,
-                                     &topp_obj, &stop_obj, &seed_obj, &seq0_obj, &fill_obj))
+                                     &topp_obj, &stop_obj, &seed_obj, &seq0_obj, &fill_obj, &work_obj))
         return NULL;
     if (parse_config(cfg_obj, &c) < 0) return NULL;
     npy_intp P = model_num_params(&c);
@@ -637,6 +658,14 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
         stop = o1p_as_index(stop_obj, "stop_token_id", 1);
         if (stop == NULL) goto fail;
     }
+    float *work = NULL;
+    npy_intp work_floats = 0;
+    if (work_obj != Py_None) {
+        work = f32_buffer(work_obj, "workspace", 0, 0, 1);
+        if (work == NULL) goto fail;
+        work_floats = PyArray_SIZE((PyArrayObject *)work_obj);
+        if (check_disjoint(work, work_floats, "workspace", params, P, "params") < 0) goto fail;
+    }
     npy_intp tdims[2] = {B, max_new};
     tokens = (PyArrayObject *)PyArray_EMPTY(2, tdims, NPY_INT64, 0);
     lengths = (PyArrayObject *)PyArray_EMPTY(1, tdims, NPY_INT64, 0);
@@ -646,7 +675,8 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
     Py_BEGIN_ALLOW_THREADS st = model_generate(
         &c, params, B, (const int64_t *)PyArray_DATA(ids), o, max_new, (float)temperature, (float)top_p,
         stop ? (const int64_t *)PyArray_DATA(stop) : NULL, stop ? PyArray_SIZE(stop) : 0,
-        (uint64_t)seed, seq0, fill, (int64_t *)PyArray_DATA(tokens), (int64_t *)PyArray_DATA(lengths),
+        (uint64_t)seed, seq0, fill, work, work_floats, (int64_t *)PyArray_DATA(tokens),
+        (int64_t *)PyArray_DATA(lengths),
         (uint8_t *)PyArray_DATA(stopped));
     Py_END_ALLOW_THREADS
     if (st != O1P_OK) {
@@ -683,9 +713,12 @@ PyMethodDef o1p_model_methods[] = {
     {"model_adamw_step", O1P_KW(py_model_adamw_step),
      "model_adamw_step(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, "
      "weight_decay, max_grad_norm=None) -> grad norm before clipping"},
+    {"model_generate_work_size", O1P_KW(py_model_generate_work_size),
+     "model_generate_work_size(config, n_prompts, n_prompt_tokens, max_prompt, max_new_tokens) -> "
+     "float32 elements of model_generate's workspace at the current thread count"},
     {"model_generate", O1P_KW(py_model_generate),
      "model_generate(config, params, prompt_ids, prompt_offsets, max_new_tokens, temperature, "
-     "top_p, stop_token_ids, seed, seq_index0=0, fill=0) -> (tokens[B,max_new], lengths[B], "
-     "stopped[B])"},
+     "top_p, stop_token_ids, seed, seq_index0=0, fill=0, workspace=None) -> (tokens[B,max_new], "
+     "lengths[B], stopped[B])"},
     {NULL, NULL, 0, NULL},
 };

@@ -286,6 +286,7 @@ class TinyLM:
         self._exp_avg_sq = np.zeros(n, dtype=np.float32)
         self.step_count = 0
         self._arena = np.zeros(0, dtype=np.float32)
+        self._gen_work = np.zeros(0, dtype=np.float32)
         self._last: Optional[tuple] = None  # inputs of the forward whose activations the arena holds
         self._version = 0  # bumped whenever the parameters change through this class
         self._views = self._make_views(self._params)
@@ -706,9 +707,11 @@ class TinyLM:
             chunk = encoded[s: s + batch_size]
             offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
             offsets[1:] = np.cumsum([len(c) for c in chunk])
+            work = self._generate_workspace(len(chunk), int(offsets[-1]), max(len(c) for c in chunk),
+                                            max_new_tokens)
             outs.append(_core.model_generate(self._cfg, self._params, np.concatenate(chunk), offsets,
                                              max_new_tokens, temperature, top_p, stop_arr, seed, s,
-                                             pad_token_id))
+                                             pad_token_id, work))
         tokens = np.concatenate([o[0] for o in outs])
         lengths = np.concatenate([o[1] for o in outs])
         stopped = np.concatenate([o[2] for o in outs])
@@ -717,6 +720,26 @@ class TinyLM:
             texts = [tokenizer.decode(tokens[b, : lengths[b] - int(stopped[b])].tolist())
                      for b in range(len(lengths))]
         return Generation(tokens, lengths, stopped, texts)
+
+    def _generate_workspace(self, n_prompts, n_tokens, max_prompt, max_new_tokens):
+        """The reused float workspace of generate (KV cache and activations),
+        grown on demand; None when the sizes are invalid (the core names them)."""
+        try:
+            need = int(_core.model_generate_work_size(self._cfg, n_prompts, n_tokens, max_prompt,
+                                                      max_new_tokens))
+        except (TypeError, ValueError):
+            return None
+        if self._gen_work.size < need:
+            self._gen_work = np.zeros(0, np.float32)
+            self._gen_work = np.empty(need, dtype=np.float32)
+        return self._gen_work
+
+    def release_memory(self) -> None:
+        """Drop the reusable buffers (training activations, generation KV
+        cache); they are reallocated on the next call."""
+        self._arena = np.zeros(0, dtype=np.float32)
+        self._gen_work = np.zeros(0, dtype=np.float32)
+        self._last = None
 
     # ---- checkpoints ------------------------------------------------------
 

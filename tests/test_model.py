@@ -631,3 +631,20 @@ def test_no_leaks(rng):
                 pass
 
     leak_check(work, n=200, warmup=20)
+
+
+def test_generate_workspace_any_size(rng):
+    """A missing or too small workspace is replaced inside; results agree."""
+    from o1pruner._loader import _core
+    m = make_model(max_position_embeddings=40, scale=0.3)
+    cfg = m.config._c_tuple()
+    ids, off = np.array([1, 2, 3, 4, 5, 6]), np.array([0, 2, 6])
+    args = (cfg, m.flat_parameters, ids, off, 7, 1.0, 0.9, None, 5)
+    want = _core.model_generate(*args)
+    need = _core.model_generate_work_size(cfg, 2, 6, 4, 7)
+    for work in (None, np.zeros(3, np.float32), np.full(need, np.nan, np.float32)):
+        got = _core.model_generate(*args, 0, -1, work)
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(TypeError, match="workspace"):
+        _core.model_generate(*args, 0, -1, np.zeros(need))

@@ -150,6 +150,12 @@ def main(argv=None):
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8, help="training sequences per step")
     p.add_argument("--gen-batch", type=int, default=32, help="prompts generated together")
+    p.add_argument("--hidden", type=int, default=256, help="hidden_size d")
+    p.add_argument("--layers", type=int, default=4, help="num_hidden_layers")
+    p.add_argument("--heads", type=int, default=4, help="num_attention_heads")
+    p.add_argument("--ff", type=int, default=688, help="intermediate_size")
+    p.add_argument("--vocab", type=int, default=64, help="vocab_size")
+    p.add_argument("--seq", type=int, default=256, help="training sequence length T")
     args = p.parse_args(argv)
     if torch is None:
         sys.exit("bench_model needs torch (pip install torch==2.13.0)")
@@ -162,9 +168,11 @@ def main(argv=None):
                            num_attention_heads=2, max_position_embeddings=128)
         T, B, GB, T0, NEW, repeat = 64, 4, 8, 8, 24, 1
     else:
-        cfg = TinyLMConfig(vocab_size=64, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-                           num_attention_heads=4, max_position_embeddings=512)
-        T, B, GB, T0, NEW, repeat = 256, args.batch, args.gen_batch, 32, 224, args.repeat
+        T = args.seq
+        cfg = TinyLMConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.ff,
+                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                           max_position_embeddings=max(512, T))
+        B, GB, T0, NEW, repeat = args.batch, args.gen_batch, 32, T - 32, args.repeat
     model = TinyLM(cfg, seed=0)
     rng = np.random.default_rng(0)
     # weights a little larger than the init so the check is not trivially tiny

@@ -9,12 +9,14 @@ Public API (NumPy arrays in and out):
 
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
+- token log-probs: :func:`token_logprobs`, :func:`token_logprobs_backward`
 - metrics: :func:`aes`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward
 from .metrics import aes
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
 
@@ -30,5 +32,8 @@ __all__ = [
     "reference_stats",
     "length_harmonizing_reward",
     "harmonize_weights",
+    "TokenLogprobs",
+    "token_logprobs",
+    "token_logprobs_backward",
     "aes",
 ]

@@ -35,3 +35,20 @@ def harmonize_weights(
     normalize: Optional[str] = ...,
     group: Optional[npt.ArrayLike] = ...,
 ) -> _F64: ...
+
+# token log-probs
+def token_logprobs(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    temperature: float,
+    ignore_index: int,
+) -> Tuple[_F32, _F32, _F32]: ...
+def token_logprobs_backward(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    lse: npt.ArrayLike,
+    grad_logp: npt.ArrayLike,
+    grad_entropy: Optional[npt.ArrayLike],
+    temperature: float,
+    ignore_index: int,
+) -> _F32: ...

@@ -6,7 +6,7 @@ Run from benchmarks/ with PYTHONPATH pointing at the package:
     python bench_logprobs.py --smoke    # tiny sizes, checks the script runs
 
 Correctness is checked first (float64 reference on a few rows, PyTorch on
-all of them). Then, per size, side by side and round-robin (medians):
+all of them). Then, per size, side by side in one run (medians):
 - forward: o1pruner.token_logprobs (logp, entropy and lse) vs NumPy float32
   (max, exp, sum, log, take: single-threaded) vs torch.log_softmax + gather;
 - forward+backward of sum(g * logp): token_logprobs + token_logprobs_backward
@@ -15,6 +15,12 @@ all of them). Then, per size, side by side and round-robin (medians):
   of two halves in two Python threads, which release the GIL, and torch
   amax/sum with torch's 2 threads); the best of them is taken, so the share of
   bandwidth reported for the forward is a conservative one.
+
+Each contender is timed in its own block of repeats with a pause between
+blocks, not round-robin: on this KVM machine, allocating gigabytes right after
+another library freed gigabytes takes up to 10x longer for about a second
+(page faults on memory the host has just reclaimed), which round-robin timing
+charges to whoever comes second.
 """
 
 from __future__ import annotations
@@ -73,6 +79,19 @@ def ours_forward_backward(x, t, g):
     return out, o1pruner.token_logprobs_backward(x, t, out.lse, g)
 
 
+PAUSE = 1.0  # seconds before each timed block (0.1 in smoke mode)
+
+
+def blocked_medians(fns, repeat, pause=None):
+    """Median time of each function, one block of repeats after another,
+    with a pause before each block (see the module docstring)."""
+    out = {}
+    for k, fn in fns.items():
+        time.sleep(PAUSE if pause is None else pause)
+        out[k] = common.median_time(fn, repeat=repeat)
+    return out
+
+
 # ---- read bandwidth -------------------------------------------------------------
 
 def read_bandwidth(x, repeat):
@@ -129,8 +148,10 @@ def main(argv=None):
     p.add_argument("--sizes", default=None, help="comma-separated N:V pairs (default 2048:32000,2048:151936)")
     args = p.parse_args(argv)
     threads = common.setup_threads(args.threads or 2)
+    global PAUSE
     if args.smoke:
         sizes, repeat, np_repeat = [(64, 1000), (16, 20000)], 1, 1
+        PAUSE = 0.1
     else:
         sizes = [(2048, 32000), (2048, 151936)]
         repeat, np_repeat = args.repeat, max(1, min(3, args.repeat))
@@ -149,9 +170,9 @@ def main(argv=None):
             xt, tt, gt = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(g)
             fwd["torch"] = lambda: torch_forward(xt, tt)
             fb["torch"] = lambda: torch_forward_backward(xt, tt, gt)
-        t_fwd = common.interleaved_medians(fwd, repeat=repeat)
-        t_fb = common.interleaved_medians(fb, repeat=repeat)
-        t_np = common.median_time(lambda: numpy_forward(x, t), repeat=np_repeat)
+        t_fwd = blocked_medians(fwd, repeat)
+        t_fb = blocked_medians(fb, repeat)
+        t_np = blocked_medians({"numpy": lambda: numpy_forward(x, t)}, np_repeat)["numpy"]
 
         fwd_bytes = x.nbytes / t_fwd["o1pruner"]
         r = {

@@ -170,8 +170,7 @@ def token_logprobs_backward(
     1e4 or larger. An `lse` that is further off than rounding explains
     raises ValueError rather than giving a wrong gradient.
     Rows are split across threads; the result does not depend on the thread
-    count. Outputs of 2**24 floats or more are written with non-temporal
-    stores (they bypass the cache). The GIL is released.
+    count. The GIL is released.
 
     Examples
     --------

@@ -110,9 +110,9 @@ def test_large_vocabulary(rng):
     check_backward(x, t, out.lse, g[:2], None, temperature=0.6, what="V=262149")
 
 
-def test_large_output_streamed_path(rng):
-    """dlogits of >= 2**24 floats take the non-temporal store path: same bits
-    as the cached path (small calls on row subsets), reference on a few rows."""
+def test_large_output_rows_independent(rng):
+    """A large call (68 MB of logits, two threads) gives the same bits per row
+    as small calls on row subsets, and the reference on a few rows."""
     N, V = 112, 151936
     x, t = random_case(rng, N, V, scale=2.0, mask_frac=0.01, ignore_frac=0.1)
     g = rng.standard_normal(N).astype(np.float32)
@@ -126,7 +126,7 @@ def test_large_output_streamed_path(rng):
             np.testing.assert_array_equal(d[rows], small)
         sel = [0, 57, N - 1]
         check_backward(x[sel], t[sel], out.lse[sel], g[sel], None if hh is None else hh[sel],
-                       what="streamed rows")
+                       what="large call rows")
 
 
 @pytest.mark.parametrize("temperature", [0.3, 0.7, 1.0, 1.3, 4.0, 1e-3, 250.0])

@@ -31,8 +31,7 @@ int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *ta
  *   dlogits_ij = (g_i (1[j = t_i] - p_ij) - h_i p_ij (z_ij - E_p[z_i])) / temperature
  * with p_ij = exp(z_ij - lse_i), normalised by its sum when the rounding of
  * the float lse leaves that measurably off 1. Rows with h_i != 0 take two
- * passes (E_p[z] first); the others one. Large outputs are written with
- * non-temporal stores.
+ * passes (E_p[z] first); the others one.
  * O1P_EVALUE if a non-ignored row's sum_j exp(z_ij - lse_i) is not within
  * rounding of 1 (NaN/+inf logits, all -inf row, or an lse that does not belong
  * to these logits and temperature); O1P_EINDEX if a target is out of range.

@@ -42,7 +42,7 @@
 #define LP_BLOCK 2048
 #define LP_LANES 32
 
-/* o1p_expf(d) is exactly 0 below this; clamping d here keeps p * d at 0
+/* o1p_expf_nonpos(d) is exactly 0 below this; clamping d here keeps p * d at 0
  * instead of 0 * -inf = NaN for masked (-inf) entries. The value is the
  * exp's own clamp, so the compiler shares the comparison. */
 #define LP_DCLAMP -87.3365f
@@ -187,6 +187,11 @@ int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *ta
  * the rounding of a, which shifts every l of the row alike and is removed by
  * normalising p by its sum. */
 
+/* p = exp(l) in the backward. l <= 0 up to rounding when lse matches the
+ * logits; the clamp at 88 lets the cheaper exp serve every input and keeps a
+ * wrong lse visible as a huge sum p instead of a wrapped exponent. */
+O1P_INLINE float exp_le88(float l) { return o1p_expf_nonpos(l > 88.0f ? 88.0f : l); }
+
 /* Over a block: *s1 += sum p, *s2 += sum p l. */
 O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, float invT,
                             double *s1, double *s2) {
@@ -198,7 +203,7 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, fl
         LP_PREFETCH(x + j + 16, LP_PF_BYTES);
         for (int k = 0; k < LP_LANES; k++) {
             float l = (x[j + k] - a_) * invT;
-            float p = o1p_expf(l);
+            float p = exp_le88(l);
             float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
             a[k] += p;
             b[k] += p * lc;
@@ -206,7 +211,7 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, fl
     }
     for (; j < n; j++) {
         float l = (x[j] - a_) * invT;
-        float p = o1p_expf(l);
+        float p = exp_le88(l);
         float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
         a[0] += p;
         b[0] += p * lc;
@@ -232,7 +237,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
             LP_PREFETCH(x + j, LP_PF_BYTES);
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
             for (int k = 0; k < LP_LANES; k++) {
-                float p = o1p_expf((x[j + k] - a_) * invT);
+                float p = exp_le88((x[j + k] - a_) * invT);
                 a[k] += p;
                 out[j + k] = p * A;
             }
@@ -243,7 +248,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
             for (int k = 0; k < LP_LANES; k++) {
                 float l = (x[j + k] - a_) * invT;
-                float p = o1p_expf(l);
+                float p = exp_le88(l);
                 float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
                 a[k] += p;
                 out[j + k] = p * (A + B * lc);
@@ -252,7 +257,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
     }
     for (; j < n; j++) {
         float l = (x[j] - a_) * invT;
-        float p = o1p_expf(l);
+        float p = exp_le88(l);
         float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
         a[0] += p;
         out[j] = p * (A + B * lc);
@@ -301,7 +306,7 @@ static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float
     }
     /* the target entry, with 1 - p_t in double */
     float lt = (x[t] - a) * invT;
-    double pt = (double)o1p_expf(lt) * scale;
+    double pt = (double)exp_le88(lt) * scale;
     float ltc = lt < LP_DCLAMP ? LP_DCLAMP : lt;
     out[t] = (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);
     return 0;

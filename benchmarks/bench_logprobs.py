@@ -16,11 +16,12 @@ all of them). Then, per size, side by side in one run (medians):
   amax/sum with torch's 2 threads); the best of them is taken, so the share of
   bandwidth reported for the forward is a conservative one.
 
-Each contender is timed in its own block of repeats with a pause between
-blocks, not round-robin: on this KVM machine, allocating gigabytes right after
-another library freed gigabytes takes up to 10x longer for about a second
-(page faults on memory the host has just reclaimed), which round-robin timing
-charges to whoever comes second.
+Each contender is timed in its own block of repeats, with a pause before each
+block, o1pruner's blocks first, then NumPy's, then torch's; not round-robin:
+on this KVM machine, allocating gigabytes right after another library freed
+gigabytes is up to 10x slower for a second or more (page faults on memory the
+host has just reclaimed), which round-robin timing charges to whoever comes
+next.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def ours_forward_backward(x, t, g):
     return out, o1pruner.token_logprobs_backward(x, t, out.lse, g)
 
 
-PAUSE = 1.0  # seconds before each timed block (0.1 in smoke mode)
+PAUSE = 2.0  # seconds before each timed block (0.1 in smoke mode)
 
 
 def blocked_medians(fns, repeat, pause=None):
@@ -164,16 +165,15 @@ def main(argv=None):
         errors = check(x, t, g)
         bw, bw_method, bw_all = read_bandwidth(x, repeat)
 
-        fwd = {"o1pruner": lambda: o1pruner.token_logprobs(x, t)}
-        fb = {"o1pruner": lambda: ours_forward_backward(x, t, g)}
+        # o1pruner first, then NumPy, then torch (see the module docstring)
+        t_fwd, t_fb = {}, {}
+        t_fwd.update(blocked_medians({"o1pruner": lambda: o1pruner.token_logprobs(x, t)}, repeat))
+        t_fb.update(blocked_medians({"o1pruner": lambda: ours_forward_backward(x, t, g)}, repeat))
+        t_np = blocked_medians({"numpy": lambda: numpy_forward(x, t)}, np_repeat)["numpy"]
         if torch is not None:
             xt, tt, gt = torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(g)
-            fwd["torch"] = lambda: torch_forward(xt, tt)
-            fb["torch"] = lambda: torch_forward_backward(xt, tt, gt)
-        t_fwd = blocked_medians(fwd, repeat)
-        t_fb = blocked_medians(fb, repeat)
-        t_np = blocked_medians({"numpy": lambda: numpy_forward(x, t)}, np_repeat)["numpy"]
-
+            t_fwd.update(blocked_medians({"torch": lambda: torch_forward(xt, tt)}, repeat))
+            t_fb.update(blocked_medians({"torch": lambda: torch_forward_backward(xt, tt, gt)}, repeat))
         fwd_bytes = x.nbytes / t_fwd["o1pruner"]
         r = {
             "N": N, "V": V, "threads": threads, "errors": errors,

@@ -82,6 +82,21 @@ def test_matches_reference_shapes(rng, N, V):
     check_backward(x, t, out.lse, g, h, what=f"{N}x{V} with entropy")
 
 
+def test_matches_reference_random_shapes(rng):
+    for _ in range(25):
+        N = int(rng.integers(1, 40))
+        V = int(rng.integers(1, 5000))
+        T = float(rng.choice([1.0, 0.5, 2.0, 0.9]))
+        x, t = random_case(rng, N, V, scale=float(rng.uniform(0.1, 20)),
+                           offset=float(rng.uniform(-100, 100)),
+                           mask_frac=float(rng.choice([0.0, 0.3])), ignore_frac=0.2)
+        what = f"N={N} V={V} T={T}"
+        out = check_forward(x, t, T, what=what)
+        g = rng.standard_normal(N).astype(np.float32)
+        h = rng.standard_normal(N).astype(np.float32)
+        check_backward(x, t, out.lse, g, h if rng.random() < 0.5 else None, T, what=what)
+
+
 def test_v1_is_certain(rng):
     x = rng.standard_normal((6, 1)).astype(np.float32)
     out = o1pruner.token_logprobs(x, np.zeros(6, np.int64))

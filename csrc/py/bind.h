@@ -8,5 +8,6 @@
 extern PyMethodDef o1p_rewards_methods[];
 extern PyMethodDef o1p_ppo_methods[];
 extern PyMethodDef o1p_grader_methods[];
+extern PyMethodDef o1p_logprob_methods[];
 
 #endif /* O1P_BIND_H */

@@ -14,6 +14,7 @@ Public API (NumPy arrays in and out):
 - grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
   :func:`compare_answers` (``o1pruner.grading.compare``; :class:`Verdict`), :func:`extract_answer`,
   :func:`extract_answers`, :func:`normalize_answer`
+- token log-probs: :func:`token_logprobs`, :func:`token_logprobs_backward`
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
@@ -38,6 +39,7 @@ from .grading import (
     normalize_answer,
 )
 from .grading import compare as compare_answers
+from .logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward
 from .metrics import aes
 from .objectives import (
     PPOClipResult,
@@ -68,6 +70,9 @@ __all__ = [
     "reference_stats",
     "length_harmonizing_reward",
     "harmonize_weights",
+    "TokenLogprobs",
+    "token_logprobs",
+    "token_logprobs_backward",
     "aes",
     # pipeline
     "io",

@@ -62,6 +62,22 @@ def grader_compare(
     ordered_lists: bool = ...,
 ) -> Tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]: ...
 def grader_normalize(answer: str, /) -> str: ...
+# token log-probs
+def token_logprobs(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    temperature: float,
+    ignore_index: int,
+) -> Tuple[_F32, _F32, _F32]: ...
+def token_logprobs_backward(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    lse: npt.ArrayLike,
+    grad_logp: npt.ArrayLike,
+    grad_entropy: Optional[npt.ArrayLike],
+    temperature: float,
+    ignore_index: int,
+) -> _F32: ...
 # model (o1pruner.models.TinyLM); config = (vocab_size, hidden_size,
 # intermediate_size, num_hidden_layers, num_attention_heads,
 # max_position_embeddings, rms_norm_eps, rope_theta)

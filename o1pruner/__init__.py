@@ -10,11 +10,14 @@ Public API (NumPy arrays in and out):
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
 - metrics: :func:`aes`
+- fused LM head: :func:`fused_linear_logprobs`,
+  :func:`fused_linear_logprobs_backward`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .fused import FusedLogprobs, FusedStats, fused_linear_logprobs, fused_linear_logprobs_backward
 from .metrics import aes
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
 
@@ -31,4 +34,8 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    "FusedStats",
+    "FusedLogprobs",
+    "fused_linear_logprobs",
+    "fused_linear_logprobs_backward",
 ]

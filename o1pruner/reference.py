@@ -15,6 +15,8 @@ __all__ = [
     "harmonize_weights",
     "token_logprobs",
     "token_logprobs_backward",
+    "fused_linear_logprobs",
+    "fused_linear_logprobs_backward",
 ]
 
 
@@ -114,3 +116,35 @@ def token_logprobs_backward(logits, targets, grad_logp, grad_entropy=None, tempe
             row -= grad_entropy[i] * p * (zf - ez)
         g[i] = row / temperature
     return g
+
+
+# ---- fused LM head + token log-probs (the fused family) --------------------
+
+def _lm_head_logits(hidden, weight, bias):
+    """Materialised logits hidden @ weight.T + bias, float64 [N, V]."""
+    logits = np.asarray(hidden, np.float64) @ np.asarray(weight, np.float64).T
+    if bias is not None:
+        logits = logits + np.asarray(bias, np.float64)
+    return logits
+
+
+def fused_linear_logprobs(hidden, weight, targets, temperature=1.0, ignore_index=-100, bias=None):
+    """(logp, entropy, lse) of z = (hidden @ weight.T + bias) / temperature.
+
+    The unfused definition: materialise the N x V logits, then token_logprobs.
+    """
+    return token_logprobs(_lm_head_logits(hidden, weight, bias), targets, temperature, ignore_index)
+
+
+def fused_linear_logprobs_backward(hidden, weight, targets, grad_logp, grad_entropy=None,
+                                   temperature=1.0, ignore_index=-100, bias=None):
+    """(grad_hidden, grad_weight, grad_bias) of sum_i grad_logp[i] logp[i] +
+    grad_entropy[i] entropy[i], by the chain rule through the logits:
+    with G = d/d logits (token_logprobs_backward), grad_hidden = G @ weight,
+    grad_weight = G.T @ hidden, grad_bias = G summed over the tokens."""
+    h = np.asarray(hidden, np.float64)
+    w = np.asarray(weight, np.float64)
+    g = token_logprobs_backward(_lm_head_logits(h, w, bias), targets, np.asarray(grad_logp, np.float64),
+                                None if grad_entropy is None else np.asarray(grad_entropy, np.float64),
+                                temperature, ignore_index)
+    return g @ w, g.T @ h, g.sum(axis=0)

@@ -6,5 +6,6 @@
 #include <Python.h>
 
 extern PyMethodDef o1p_rewards_methods[];
+extern PyMethodDef o1p_fused_methods[];
 
 #endif /* O1P_BIND_H */

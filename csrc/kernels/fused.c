@@ -121,10 +121,29 @@ static int plan_make(plan_t *p, o1p_int N, const int64_t *targets, int64_t ignor
     return O1P_OK;
 }
 
-/* Threads for nvalid x V x d multiply-adds (the product saturates). */
+/* Threads of our own for nvalid x V x d multiply-adds (the product
+ * saturates). Without OpenMP our loops run on one thread and BLAS keeps its
+ * own threads instead (see blas_serial). */
 static int threads_for(o1p_int nvalid, o1p_int V, o1p_int d) {
+#ifdef _OPENMP
     double work = (double)nvalid * (double)V * (double)O1P_MAX(d, 1);
     return o1p_threads_for(work > 4e18 ? (o1p_int)4e18 : (o1p_int)work, FUSED_MIN_WORK);
+#else
+    (void)nvalid, (void)V, (void)d;
+    return 1;
+#endif
+}
+
+/* BLAS runs on one thread inside our parallel regions (o1p.h). */
+static void blas_serial(int begin) {
+#ifdef _OPENMP
+    if (begin)
+        o1p_blas_serial_begin();
+    else
+        o1p_blas_serial_end();
+#else
+    (void)begin;
+#endif
 }
 
 /* Columns [lo, hi) of vocabulary part `part` out of `parts`: (almost) equal
@@ -381,10 +400,10 @@ int fused_logprobs_forward(o1p_int N, o1p_int d, o1p_int V, const float *hidden,
     for (size_t i = 0; i < ns; i++) c.m[i] = -INFINITY;
     for (o1p_int i = 0; i < nvalid; i++) c.zt[i] = NAN;
 
-    o1p_blas_serial_begin();
+    blas_serial(1);
     O1P_OMP(parallel for num_threads(nt) schedule(static))
     for (int k = 0; k < nt; k++) forward_item(&c, k);
-    o1p_blas_serial_end();
+    blas_serial(0);
 
     status = O1P_OK;
     for (int k = 0; k < nt; k++)
@@ -530,7 +549,7 @@ int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden
         /* thread 0 adds straight into grad_hidden, so its rows are by row */
     }
 
-    o1p_blas_serial_begin();
+    blas_serial(1);
     if (latin) {
         for (int r = 0; r < nt; r++) {
             O1P_OMP(parallel for num_threads(nt) schedule(static))
@@ -544,7 +563,7 @@ int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden
             backward_item(&ck, k, 0, k);
         }
     }
-    o1p_blas_serial_end();
+    blas_serial(0);
 
     status = O1P_OK;
     for (int k = 0; k < nt; k++)

@@ -6,6 +6,8 @@
 #include <Python.h>
 
 extern PyMethodDef o1p_rewards_methods[];
+extern PyMethodDef o1p_ppo_methods[];
+extern PyMethodDef o1p_grader_methods[];
 extern PyMethodDef o1p_fused_methods[];
 
 #endif /* O1P_BIND_H */

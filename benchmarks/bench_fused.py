@@ -26,6 +26,7 @@ the noise of the shared machine hits every side alike.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import textwrap
 import time
@@ -42,6 +43,8 @@ from o1pruner import reference as ref
 FULL_SHAPES = [(1024, 896, 151936), (4096, 896, 151936), (2048, 4096, 32000)]
 SMOKE_SHAPES = [(300, 64, 3001), (700, 96, 1000)]
 CHUNK = 512  # tokens per chunk of the chunked torch peer
+# PyTorch is a peer, not a dependency: without it only the sgemm baselines run
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 
 # ---- data ---------------------------------------------------------------------------
@@ -154,7 +157,7 @@ def bench_shape(N, d, V, repeat, warmup):
     h, w, t, gl, ge = make_problem(N, d, V)
     res = {"N": N, "d": d, "V": V, "gemm_gflop": 2.0 * N * V * d / 1e9}
     res["errors"] = check(h, w, t, gl, ge)
-    chunked = make_chunked()
+    chunked = make_chunked() if HAVE_TORCH else None
 
     fused_fwd = lambda: o1pruner.fused_linear_logprobs(h, w, t)
     stats = fused_fwd().stats
@@ -166,7 +169,8 @@ def bench_shape(N, d, V, repeat, warmup):
 
     # the peers agree with us before they are timed
     out, (gh, gw, _) = fused_step()
-    for name, fn in (("torch", torch_logprobs), ("torch_chunked", chunked)):
+    peers = (("torch", torch_logprobs), ("torch_chunked", chunked)) if HAVE_TORCH else ()
+    for name, fn in peers:
         lp, en, th, tw = torch_step(fn, h, w, t, gl, ge)
         res["errors"][f"{name}_logp"] = float(np.abs(lp - out.logp).max())
         res["errors"][f"{name}_entropy"] = float(np.abs(en - out.entropy).max())
@@ -178,12 +182,11 @@ def bench_shape(N, d, V, repeat, warmup):
 
     times = {}
     # forward: one plain sgemm writing the N x V logits is the floor
-    times.update(common.interleaved_medians({
-        "fused_fwd": fused_fwd,
-        "sgemm": lambda: _core.sgemm(h, w, False, True),
-        "torch_fwd": lambda: torch_forward(torch_logprobs, h, w, t),
-        "torch_chunked_fwd": lambda: torch_forward(chunked, h, w, t),
-    }, repeat=repeat, warmup=warmup))
+    fwd = {"fused_fwd": fused_fwd, "sgemm": lambda: _core.sgemm(h, w, False, True)}
+    if HAVE_TORCH:
+        fwd["torch_fwd"] = lambda: torch_forward(torch_logprobs, h, w, t)
+        fwd["torch_chunked_fwd"] = lambda: torch_forward(chunked, h, w, t)
+    times.update(common.interleaved_medians(fwd, repeat=repeat, warmup=warmup))
     # backward: the three plain sgemms it needs, with a ready N x V gradient G
     G = np.full((N, V), 1e-6, np.float32)
     times.update(common.interleaved_medians({
@@ -191,21 +194,24 @@ def bench_shape(N, d, V, repeat, warmup):
         "three_sgemm": lambda: (_core.sgemm(h, w, False, True), _core.sgemm(G, w), _core.sgemm(G, h, True, False)),
     }, repeat=repeat, warmup=warmup))
     del G
-    # a training step: forward + backward
-    times.update(common.interleaved_medians({
-        "fused_step": fused_step,
-        "torch_step": lambda: torch_step(torch_logprobs, h, w, t, gl, ge),
-        "torch_chunked_step": lambda: torch_step(chunked, h, w, t, gl, ge),
-    }, repeat=repeat, warmup=warmup))
     res["seconds"] = times
     res["ratios"] = {
         "fwd_over_sgemm": times["fused_fwd"] / times["sgemm"],
         "bwd_over_three_sgemm": times["fused_bwd"] / times["three_sgemm"],
-        "torch_fwd_over_fused": times["torch_fwd"] / times["fused_fwd"],
-        "torch_chunked_fwd_over_fused": times["torch_chunked_fwd"] / times["fused_fwd"],
-        "torch_step_over_fused": times["torch_step"] / times["fused_step"],
-        "torch_chunked_step_over_fused": times["torch_chunked_step"] / times["fused_step"],
     }
+    if HAVE_TORCH:
+        # a training step: forward + backward
+        times.update(common.interleaved_medians({
+            "fused_step": fused_step,
+            "torch_step": lambda: torch_step(torch_logprobs, h, w, t, gl, ge),
+            "torch_chunked_step": lambda: torch_step(chunked, h, w, t, gl, ge),
+        }, repeat=repeat, warmup=warmup))
+        res["ratios"].update({
+            "torch_fwd_over_fused": times["torch_fwd"] / times["fused_fwd"],
+            "torch_chunked_fwd_over_fused": times["torch_chunked_fwd"] / times["fused_fwd"],
+            "torch_step_over_fused": times["torch_step"] / times["fused_step"],
+            "torch_chunked_step_over_fused": times["torch_chunked_step"] / times["fused_step"],
+        })
     res["fused_fwd_gflops"] = res["gemm_gflop"] / times["fused_fwd"]
     res["sgemm_gflops"] = res["gemm_gflop"] / times["sgemm"]
     return res
@@ -254,12 +260,14 @@ def bench_memory(smoke, threads):
     for N in (mid, big):
         mem[f"fused_extra_peak_mib_N{N}"] = peak_fused(N, d, V, threads) / mib
         mem[f"materialised_logits_mib_N{N}"] = N * V * 4 / mib
+    mem["mid"], mem["big"] = mid, big
+    if not HAVE_TORCH:
+        return mem
     mem[f"torch_extra_peak_mib_N{mid}"] = peak_torch(mid, d, V, threads, chunked=False) / mib
     mem[f"torch_chunked_extra_peak_mib_N{mid}"] = peak_torch(mid, d, V, threads, chunked=True) / mib
     f = max(mem[f"fused_extra_peak_mib_N{mid}"], 1.0)
     mem[f"torch_over_fused_N{mid}"] = mem[f"torch_extra_peak_mib_N{mid}"] / f
     mem[f"torch_chunked_over_fused_N{mid}"] = mem[f"torch_chunked_extra_peak_mib_N{mid}"] / f
-    mem["mid"], mem["big"] = mid, big
     return mem
 
 
@@ -283,12 +291,13 @@ def main() -> int:
     rows = []
     for r in results:
         s, q = r["seconds"], r["ratios"]
+        peer = lambda a, b: f"{q[a]:.2f}x / {q[b]:.2f}x" if HAVE_TORCH else "(no torch)"
         rows.append([
             f"{r['N']} x {r['d']} x {r['V']}",
             f"{s['fused_fwd']:.3f}", f"{s['sgemm']:.3f}", f"**{q['fwd_over_sgemm']:.3f}**",
             f"{s['fused_bwd']:.3f}", f"{s['three_sgemm']:.3f}", f"**{q['bwd_over_three_sgemm']:.3f}**",
-            f"{q['torch_fwd_over_fused']:.2f}x / {q['torch_chunked_fwd_over_fused']:.2f}x",
-            f"{q['torch_step_over_fused']:.2f}x / {q['torch_chunked_step_over_fused']:.2f}x",
+            peer("torch_fwd_over_fused", "torch_chunked_fwd_over_fused"),
+            peer("torch_step_over_fused", "torch_chunked_step_over_fused"),
         ])
     print()
     print(common.table(rows, [
@@ -297,16 +306,21 @@ def main() -> int:
     ]))
     if memory:
         mid, big = memory["mid"], memory["big"]
-        print()
-        print(common.table([
+        mrows = [
             [f"fused fwd+bwd, N={mid}", f"{memory[f'fused_extra_peak_mib_N{mid}']:.1f}", "1"],
             [f"fused fwd+bwd, N={big}", f"{memory[f'fused_extra_peak_mib_N{big}']:.1f}", ""],
             [f"materialised logits alone, N={big}", f"{memory[f'materialised_logits_mib_N{big}']:.0f}", ""],
-            [f"torch (logits + log_softmax), N={mid}", f"{memory[f'torch_extra_peak_mib_N{mid}']:.0f}",
-             f"{memory[f'torch_over_fused_N{mid}']:.0f}x"],
-            [f"torch chunked ({CHUNK} tokens), N={mid}", f"{memory[f'torch_chunked_extra_peak_mib_N{mid}']:.0f}",
-             f"{memory[f'torch_chunked_over_fused_N{mid}']:.0f}x"],
-        ], [f"extra peak RSS (d={memory['d']}, V={memory['V']})", "MiB", "vs fused"]))
+        ]
+        if HAVE_TORCH:
+            mrows += [
+                [f"torch (logits + log_softmax), N={mid}", f"{memory[f'torch_extra_peak_mib_N{mid}']:.0f}",
+                 f"{memory[f'torch_over_fused_N{mid}']:.0f}x"],
+                [f"torch chunked ({CHUNK} tokens), N={mid}",
+                 f"{memory[f'torch_chunked_extra_peak_mib_N{mid}']:.0f}",
+                 f"{memory[f'torch_chunked_over_fused_N{mid}']:.0f}x"],
+            ]
+        print()
+        print(common.table(mrows, [f"extra peak RSS (d={memory['d']}, V={memory['V']})", "MiB", "vs fused"]))
     payload = {"shapes": results, "memory": memory, "threads": threads, "repeat": repeat,
                "chunk_tokens_torch_chunked": CHUNK, "wall_seconds": time.time() - t0}
     path = common.write_result("bench_fused", payload, args.out, smoke=args.smoke)

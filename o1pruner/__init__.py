@@ -14,10 +14,14 @@ Public API (NumPy arrays in and out):
 - grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
   :func:`compare_answers` (``o1pruner.grading.compare``; :class:`Verdict`), :func:`extract_answer`,
   :func:`extract_answers`, :func:`normalize_answer`
+- token log-probs: :func:`token_logprobs`, :func:`token_logprobs_backward`
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
-  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`
+  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`;
+  :func:`build_dataset_streaming` for files of any size
+- with real models (optional extras, imported on demand): :mod:`o1pruner.torch`,
+  :mod:`o1pruner.hf`, :mod:`o1pruner.integrations` (TRL, verl, Ray)
 - fused LM head: :func:`fused_linear_logprobs`,
   :func:`fused_linear_logprobs_backward`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
@@ -37,6 +41,7 @@ from .grading import (
     normalize_answer,
 )
 from .grading import compare as compare_answers
+from .logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward
 from .metrics import aes
 from .objectives import (
     PPOClipResult,
@@ -52,6 +57,7 @@ from . import io
 from .evaluation import EvalResult, compare, compare_buckets, difficulty_report, evaluate, evaluate_samples
 from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
 from .prompts import PromptTemplate
+from .streaming import build_dataset_streaming
 
 __version__ = "0.1.0"
 
@@ -65,6 +71,9 @@ __all__ = [
     "reference_stats",
     "length_harmonizing_reward",
     "harmonize_weights",
+    "TokenLogprobs",
+    "token_logprobs",
+    "token_logprobs_backward",
     "aes",
     # pipeline
     "io",
@@ -75,6 +84,7 @@ __all__ = [
     "load_samples",
     "build_dataset",
     "sft_shortest_dataset",
+    "build_dataset_streaming",
     "WeightedDataset",
     "evaluate",
     "evaluate_samples",

@@ -62,6 +62,23 @@ def grader_compare(
     ordered_lists: bool = ...,
 ) -> Tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]: ...
 def grader_normalize(answer: str, /) -> str: ...
+# token log-probs
+def token_logprobs(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    temperature: float,
+    ignore_index: int,
+) -> Tuple[_F32, _F32, _F32]: ...
+def token_logprobs_backward(
+    logits: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    lse: npt.ArrayLike,
+    grad_logp: npt.ArrayLike,
+    grad_entropy: Optional[npt.ArrayLike],
+    temperature: float,
+    ignore_index: int,
+) -> _F32: ...
+
 # fused LM head + token log-probs
 def fused_linear_logprobs(
     hidden: npt.ArrayLike,

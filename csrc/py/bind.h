@@ -8,6 +8,7 @@
 extern PyMethodDef o1p_rewards_methods[];
 extern PyMethodDef o1p_ppo_methods[];
 extern PyMethodDef o1p_grader_methods[];
+extern PyMethodDef o1p_logprob_methods[];
 extern PyMethodDef o1p_fused_methods[];
 
 #endif /* O1P_BIND_H */

@@ -1,0 +1,345 @@
+/* logprob.c: token log-probs, entropies and their gradient from materialised
+ * logits (see logprob.h). Memory-bound by design: the forward reads each row
+ * once, in L1-sized blocks (block max, then exp sums from L1), and writes
+ * O(N); the backward reads each row once more and writes dlogits.
+ *
+ * Numerics: z = x * (1/temperature) with the reciprocal rounded to float once
+ * (so forward and backward see the same z). Inside a block, sums run in float
+ * over LP_LANES independent partial sums (this is what vectorises without
+ * -ffast-math); blocks are combined in double.
+ */
+/* Let GCC fuse a*b+c into FMA here (the default for GNU C, but -std=c99 turns
+ * it off): o1p_expf's polynomial is most of the work and FMAs cut it by a
+ * quarter. Every result below is specified up to rounding anyway. Not set
+ * project-wide: the rewards kernels reproduce Python's float64 bit for bit. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+#include "logprob.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "vmath.h"
+
+/* 2048 floats (8 KiB): a block stays in L1 between its max pass and its exp
+ * pass. 32 lanes: two AVX-512 or four AVX2 registers of partial sums, each
+ * summing 64 values of a full block in float. */
+#define LP_BLOCK 2048
+#define LP_LANES 32
+
+/* Software prefetch two blocks ahead: the hardware prefetcher brings the row
+ * towards L2, this brings the block after next into L1 while the current one
+ * is computed, so the max pass does not wait for memory (-38% time per logit
+ * from DRAM on one core; one or four blocks ahead did worse). The address is
+ * formed as an integer: prefetching past the end of the row is harmless,
+ * pointer arithmetic past it would not be. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LP_PREFETCH(p, bytes) __builtin_prefetch((const void *)((uintptr_t)(p) + (bytes)), 0, 3)
+#else
+#define LP_PREFETCH(p, bytes) ((void)0)
+#endif
+#define LP_PF_BYTES (2 * LP_BLOCK * (uintptr_t)sizeof(float))
+
+/* o1p_expf_nonpos(d) is exactly 0 below this; clamping d here keeps p * d at 0
+ * instead of 0 * -inf = NaN for masked (-inf) entries. The value is the
+ * exp's own clamp, so the compiler shares the comparison. */
+#define LP_DCLAMP -87.3365f
+
+/* Logits per thread below which a second thread does not pay off. */
+#define LP_MIN_WORK (1 << 15)
+
+/* ---- forward ------------------------------------------------------------ */
+
+/* Max of x[0..n); NaN entries are skipped (they are caught by the sums). */
+O1P_INLINE float block_max(const float *O1P_RESTRICT x, o1p_int n) {
+    float lm[LP_LANES];
+    for (int l = 0; l < LP_LANES; l++) lm[l] = -INFINITY;
+    o1p_int j = 0;
+    for (; j + LP_LANES <= n; j += LP_LANES)
+        for (int l = 0; l < LP_LANES; l++) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
+    for (; j < n; j++) lm[0] = x[j] > lm[0] ? x[j] : lm[0];
+    float m = lm[0];
+    for (int l = 1; l < LP_LANES; l++) m = lm[l] > m ? lm[l] : m;
+    return m;
+}
+
+/* With d = (x - m) / T over a block: *s += sum e^d, *sd += sum d e^d. The
+ * shifted d (<= 0) is summed rather than z itself so that the entropy
+ * H = log s - sd / s has no cancellation when the logits are large. NaN in x
+ * propagates into both sums (that is how a NaN row is detected). */
+O1P_INLINE void block_sums(const float *O1P_RESTRICT x, o1p_int n, float m, float invT,
+                           double *s, double *sd) {
+    float ls[LP_LANES], lsd[LP_LANES];
+    for (int l = 0; l < LP_LANES; l++) ls[l] = lsd[l] = 0.0f;
+    o1p_int j = 0;
+    for (; j + LP_LANES <= n; j += LP_LANES) {
+        LP_PREFETCH(x + j, LP_PF_BYTES);
+        LP_PREFETCH(x + j + 16, LP_PF_BYTES);
+        for (int l = 0; l < LP_LANES; l++) {
+            float d = (x[j + l] - m) * invT; /* <= 0: x <= m */
+            float e = o1p_expf_nonpos(d);
+            float dc = d < LP_DCLAMP ? LP_DCLAMP : d;
+            ls[l] += e;
+            lsd[l] += e * dc;
+        }
+    }
+    for (; j < n; j++) {
+        float d = (x[j] - m) * invT;
+        float e = o1p_expf_nonpos(d);
+        float dc = d < LP_DCLAMP ? LP_DCLAMP : d;
+        ls[0] += e;
+        lsd[0] += e * dc;
+    }
+    double a = 0.0, b = 0.0;
+    for (int l = 0; l < LP_LANES; l++) {
+        a += ls[l];
+        b += lsd[l];
+    }
+    *s += a;
+    *sd += b;
+}
+
+O1P_INLINE int block_has_nan(const float *x, o1p_int n) {
+    int bad = 0;
+    for (o1p_int j = 0; j < n; j++) bad |= x[j] != x[j];
+    return bad;
+}
+
+/* One row in one pass. Running max m (a raw logit) with sums relative to it;
+ * when a block raises the max, the sums are rescaled:
+ *   s' = c s,  sd' = c (sd + delta s),  c = e^delta,  delta = (m - m') / T.
+ * Returns 0, or -1 for a row that is all -inf, holds NaN/+inf, or whose
+ * log-sum-exp overflows float32. */
+O1P_TARGET_CLONES
+static int row_forward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float *logp,
+                       float *entropy, float *lse) {
+    float m = -INFINITY;
+    double s = 0.0, sd = 0.0;
+    int nan_seen = 0;
+    for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK) {
+        const float *xb = x + b0;
+        o1p_int n = O1P_MIN(LP_BLOCK, V - b0);
+        float bm = block_max(xb, n);
+        if (bm > m) {
+            if (s > 0.0) {
+                double delta = ((double)m - (double)bm) * (double)invT;
+                double c = exp(delta);
+                sd = c * (sd + delta * s);
+                s *= c;
+            }
+            m = bm;
+        }
+        if (m == -INFINITY) {
+            /* nothing but -inf (and maybe NaN) so far: skip, but do not
+             * let a NaN go unnoticed */
+            nan_seen |= block_has_nan(xb, n);
+            continue;
+        }
+        block_sums(xb, n, m, invT, &s, &sd);
+    }
+    /* s >= 1 for a valid row: the max contributes e^0 = 1 after the last
+     * rescale. NaN/+inf make s or sd NaN; an all -inf row leaves m = -inf. */
+    if (nan_seen || !(m > -INFINITY && m < INFINITY) || !(s >= 1.0 && s < INFINITY) ||
+        !(sd <= 0.0 && sd > -INFINITY))
+        return -1;
+    double logs = log(s);
+    double l = (double)m * (double)invT + logs;
+    if (!(fabs(l) <= (double)FLT_MAX)) return -1;
+    *lse = (float)l;
+    *logp = (float)(((double)x[t] - (double)m) * (double)invT - logs); /* -inf if x[t] = -inf */
+    *entropy = (float)(logs - sd / s); /* both terms >= 0: no cancellation */
+    return 0;
+}
+
+int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *targets,
+                    int64_t ignore_index, double temperature, float *logp, float *entropy,
+                    float *lse, o1p_int *bad_row) {
+    const float invT = (float)(1.0 / temperature);
+    o1p_int bad = N, bad_index = N;
+    int nt = o1p_threads_for(N * V, LP_MIN_WORK);
+    (void)nt; /* unused without OpenMP */
+    O1P_OMP(parallel for num_threads(nt) schedule(static) reduction(min: bad, bad_index))
+    for (o1p_int i = 0; i < N; i++) {
+        int64_t t = targets[i];
+        logp[i] = entropy[i] = lse[i] = 0.0f;
+        if (t == ignore_index) continue;
+        if (t < 0 || t >= V) {
+            if (i < bad_index) bad_index = i;
+            continue;
+        }
+        if (row_forward(logits + i * V, V, t, invT, &logp[i], &entropy[i], &lse[i]) != 0 && i < bad)
+            bad = i;
+    }
+    if (bad_index < N || bad < N) {
+        if (bad_row) *bad_row = O1P_MIN(bad, bad_index);
+        return bad_index < bad ? O1P_EINDEX : O1P_EVALUE;
+    }
+    return O1P_OK;
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* The backward forms l = z - lse = log p as (x - a) / T with a = lse * T, the
+ * log-sum-exp in logit units: x - a is exact for every entry that matters
+ * (those within a factor 2 of a), so l carries no error of size |z| 2^-24, only
+ * the rounding of a, which shifts every l of the row alike and is removed by
+ * normalising p by its sum. */
+
+/* p = exp(l) in the backward. l <= 0 up to rounding when lse matches the
+ * logits; the clamp at 88 lets the cheaper exp serve every input and keeps a
+ * wrong lse visible as a huge sum p instead of a wrapped exponent. */
+O1P_INLINE float exp_le88(float l) { return o1p_expf_nonpos(l > 88.0f ? 88.0f : l); }
+
+/* Over a block: *s1 += sum p, *s2 += sum p l. */
+O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, float invT,
+                            double *s1, double *s2) {
+    float a[LP_LANES], b[LP_LANES];
+    for (int k = 0; k < LP_LANES; k++) a[k] = b[k] = 0.0f;
+    o1p_int j = 0;
+    for (; j + LP_LANES <= n; j += LP_LANES) {
+        LP_PREFETCH(x + j, LP_PF_BYTES);
+        LP_PREFETCH(x + j + 16, LP_PF_BYTES);
+        for (int k = 0; k < LP_LANES; k++) {
+            float l = (x[j + k] - a_) * invT;
+            float p = exp_le88(l);
+            float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+            a[k] += p;
+            b[k] += p * lc;
+        }
+    }
+    for (; j < n; j++) {
+        float l = (x[j] - a_) * invT;
+        float p = exp_le88(l);
+        float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+        a[0] += p;
+        b[0] += p * lc;
+    }
+    double sa = 0.0, sb = 0.0;
+    for (int k = 0; k < LP_LANES; k++) {
+        sa += a[k];
+        sb += b[k];
+    }
+    *s1 += sa;
+    *s2 += sb;
+}
+
+/* out = p (A + B l) over a block (the non-target formula; B = 0 without an
+ * entropy gradient), and *s1 += sum p. */
+O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, float invT, float A,
+                           float B, float *O1P_RESTRICT out, double *s1) {
+    float a[LP_LANES];
+    for (int k = 0; k < LP_LANES; k++) a[k] = 0.0f;
+    o1p_int j = 0;
+    if (B == 0.0f) {
+        for (; j + LP_LANES <= n; j += LP_LANES) {
+            LP_PREFETCH(x + j, LP_PF_BYTES);
+            LP_PREFETCH(x + j + 16, LP_PF_BYTES);
+            for (int k = 0; k < LP_LANES; k++) {
+                float p = exp_le88((x[j + k] - a_) * invT);
+                a[k] += p;
+                out[j + k] = p * A;
+            }
+        }
+    } else {
+        for (; j + LP_LANES <= n; j += LP_LANES) {
+            LP_PREFETCH(x + j, LP_PF_BYTES);
+            LP_PREFETCH(x + j + 16, LP_PF_BYTES);
+            for (int k = 0; k < LP_LANES; k++) {
+                float l = (x[j + k] - a_) * invT;
+                float p = exp_le88(l);
+                float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+                a[k] += p;
+                out[j + k] = p * (A + B * lc);
+            }
+        }
+    }
+    for (; j < n; j++) {
+        float l = (x[j] - a_) * invT;
+        float p = exp_le88(l);
+        float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+        a[0] += p;
+        out[j] = p * (A + B * lc);
+    }
+    double sa = 0.0;
+    for (int k = 0; k < LP_LANES; k++) sa += a[k];
+    *s1 += sa;
+}
+
+/* Largest |log sum_j p_j| accepted as rounding: lse and a are floats, each
+ * off by up to |lse| 2^-24, plus exp and summation error; 8x margin. */
+static double sum_tolerance(float lse) { return 1e-4 + ldexp(fabs((double)lse), -20); }
+
+/* Above this |log sum p| the one-pass gradient is rescaled by 1 / sum p
+ * (a second, cheap pass over the row just written). */
+#define LP_RENORM 0x1p-18
+
+/* One row: dz_j = g (1[j=t] - p_j) - h p_j (l_j - E_p[l]), scaled by 1/T
+ * (z - E_p[z] = l - E_p[l]: shift-free, small numbers). p is normalised by
+ * its sum: in the entropy pass for free, otherwise afterwards if needed.
+ * Returns 0, or -1 when sum p is off (bad logits or an lse from elsewhere). */
+O1P_TARGET_CLONES
+static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float lse,
+                        float g, float h, float *O1P_RESTRICT out) {
+    const float a = (float)((double)lse / (double)invT);
+    double c = 0.0, scale = 1.0; /* c = E_p[l] (= -entropy), scale = 1 / sum p */
+    if (h != 0.0f) {
+        double s1 = 0.0, s2 = 0.0;
+        for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
+            block_plogp(x + b0, O1P_MIN(LP_BLOCK, V - b0), a, invT, &s1, &s2);
+        if (!(s1 > 0.0 && s1 < INFINITY && isfinite(s2))) return -1;
+        c = s2 / s1;
+        scale = 1.0 / s1;
+    }
+    const float A = (float)(((double)h * c - (double)g) * (double)invT * scale);
+    const float B = (float)(-(double)h * (double)invT * scale);
+    double s1 = 0.0;
+    for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
+        block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), a, invT, A, B, out + b0, &s1);
+    double logsum = log(s1);
+    if (!(fabs(logsum) <= sum_tolerance(lse))) return -1;
+    if (h == 0.0f && fabs(logsum) > LP_RENORM) {
+        scale = 1.0 / s1;
+        const float r = (float)scale;
+        for (o1p_int j = 0; j < V; j++) out[j] *= r;
+    }
+    /* the target entry, with 1 - p_t in double */
+    float lt = (x[t] - a) * invT;
+    double pt = (double)exp_le88(lt) * scale;
+    float ltc = lt < LP_DCLAMP ? LP_DCLAMP : lt;
+    out[t] = (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);
+    return 0;
+}
+
+int logprob_backward(o1p_int N, o1p_int V, const float *logits, const int64_t *targets,
+                     int64_t ignore_index, double temperature, const float *lse,
+                     const float *grad_logp, const float *grad_entropy, float *dlogits,
+                     o1p_int *bad_row) {
+    const float invT = (float)(1.0 / temperature);
+    o1p_int bad = N, bad_index = N;
+    int nt = o1p_threads_for(N * V, LP_MIN_WORK);
+    (void)nt; /* unused without OpenMP */
+    O1P_OMP(parallel for num_threads(nt) schedule(static) reduction(min: bad, bad_index))
+    for (o1p_int i = 0; i < N; i++) {
+        int64_t t = targets[i];
+        float *out = dlogits + i * V;
+        if (t == ignore_index) {
+            memset(out, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        if (t < 0 || t >= V) {
+            if (i < bad_index) bad_index = i;
+            continue;
+        }
+        float h = grad_entropy ? grad_entropy[i] : 0.0f;
+        if (row_backward(logits + i * V, V, t, invT, lse[i], grad_logp[i], h, out) != 0 && i < bad)
+            bad = i;
+    }
+    if (bad_index < N || bad < N) {
+        if (bad_row) *bad_row = O1P_MIN(bad, bad_index);
+        return bad_index < bad ? O1P_EINDEX : O1P_EVALUE;
+    }
+    return O1P_OK;
+}

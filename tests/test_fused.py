@@ -83,6 +83,28 @@ def test_forward_backward_match_reference(rng, N, d, V):
         check_backward(h, w, t, out.stats, gl, None, bias, T)
 
 
+@pytest.mark.parametrize("N, d, V, T", [(9, 4, 700, 1.0), (300, 24, 1500, 0.8), (40, 1, 33, 1.7)])
+def test_matches_unfused_c_path(rng, N, d, V, T):
+    # the same numbers as token_logprobs on the materialised float32 logits,
+    # and the same gradients through the chain rule G @ W, G.T @ H, G.sum(0)
+    h, w, t, b = problem(rng, N, d, V, scale=4.0, ignore_every=4, bias=True)
+    b[::5] = -np.inf
+    t[(t % 5 == 0) & (t >= 0)] += 1
+    t[t >= V] = 1
+    logits = h @ w.T + b
+    fused = o1pruner.fused_linear_logprobs(h, w, t, temperature=T, bias=b)
+    plain = o1pruner.token_logprobs(logits, t, temperature=T)
+    for name, a, c in (("logp", fused.logp, plain.logp), ("entropy", fused.entropy, plain.entropy),
+                       ("lse", fused.stats.lse, plain.lse)):
+        assert_close(a, c, rtol=1e-5, atol=1e-5 * (1 + amax(c)), what=name)
+    gl = rng.standard_normal(N).astype(np.float32)
+    ge = rng.standard_normal(N).astype(np.float32)
+    G = o1pruner.token_logprobs_backward(logits, t, plain.lse, gl, ge, temperature=T).astype(np.float64)
+    gh, gw, gb = o1pruner.fused_linear_logprobs_backward(h, w, t, fused.stats, gl, ge, temperature=T, bias=b)
+    for name, a, c in (("grad_hidden", gh, G @ w), ("grad_weight", gw, G.T @ h), ("grad_bias", gb, G.sum(0))):
+        assert_close(a, c, rtol=1e-5, atol=1e-5 * (1 + amax(c)), what=name)
+
+
 def test_ignored_rows_are_zero_and_get_no_gradient(rng):
     h, w, t, b = problem(rng, 50, 6, 90, ignore_every=3, bias=True)
     out = o1pruner.fused_linear_logprobs(h, w, t, bias=b)

@@ -195,8 +195,9 @@ static float row_max(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
 }
 
 /* With u = z - shift (shift >= every z): *s = sum exp(u), *t = sum u exp(u).
- * Summing relative to the running max keeps every term <= 1 (no overflow)
- * and gives the entropy as log s - t/s without cancelling large logits.
+ * Summing relative to the running max keeps every term <= 1 (no overflow,
+ * and u <= 0 allows the cheaper o1p_expf_nonpos) and gives the entropy as
+ * log s - t/s without cancelling large logits.
  * A masked logit (bias -inf) has exp(u) = 0 and adds nothing; a -inf logit
  * with a finite bias (non-finite hidden/weight) makes *t NaN, as does a NaN.
  * Each lane sums at most FUSED_COLS / LANES terms in float; the lanes, and
@@ -210,7 +211,7 @@ static void row_sums(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
     for (; j + LANES <= n; j += LANES) {
         for (int k = 0; k < LANES; k++) {
             float bk = b[j + k], u = (x[j + k] + bk) * inv_t - shift;
-            float e = o1p_expf(u);
+            float e = o1p_expf_nonpos(u);
             u = bk < -FLT_MAX ? 0.0f : u; /* masked: -inf * 0 would be NaN */
             s[k] += e;
             t[k] += u * e;
@@ -218,7 +219,7 @@ static void row_sums(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
     }
     for (; j < n; j++) {
         float bk = b[j], u = (x[j] + bk) * inv_t - shift;
-        float e = o1p_expf(u);
+        float e = o1p_expf_nonpos(u);
         u = bk < -FLT_MAX ? 0.0f : u;
         s[0] += e;
         t[0] += u * e;

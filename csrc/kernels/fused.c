@@ -56,7 +56,7 @@ typedef struct {
 } plan_t;
 
 static o1p_int group_bound(o1p_int g, o1p_int nvalid, int ngroups) {
-    /* nvalid * g < 2^63: nvalid <= N fits a NumPy array, g <= 4096 threads */
+    /* g * nvalid / ngroups without forming g * nvalid */
     return nvalid / ngroups * g + nvalid % ngroups * g / ngroups;
 }
 
@@ -520,8 +520,8 @@ int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden
      * round every block, i.e. every row range of grad_weight, has one owner
      * (a Latin square of token groups x vocabulary blocks). Few rows: the
      * threads split the vocabulary once and all but thread 0 add their
-     * hidden gradient into private buffers (at most nt x nt*FUSED_MIN_ROWS
-     * rows), summed afterwards. */
+     * hidden gradient into private buffers ((nt - 1) x nvalid rows, with
+     * nvalid < nt * FUSED_MIN_ROWS), summed afterwards. */
     int nt = threads_for(nvalid, V, d);
     int latin = nvalid >= (o1p_int)nt * FUSED_MIN_ROWS;
     int ngroups = latin ? nt : 1;
@@ -532,7 +532,7 @@ int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden
     c.inv_t = 1.0f / temperature;
     c.lse = lse, c.entropy = entropy, c.grad_logp = grad_logp, c.grad_entropy = grad_entropy;
     c.grad_weight = grad_weight, c.grad_bias = grad_bias;
-    c.plan = &plan, c.nblocks = nt, c.dh = dh, c.dh_compact = !latin, c.psum_per_thread = !latin;
+    c.plan = &plan, c.nblocks = nt, c.dh = dh, c.dh_compact = 0, c.psum_per_thread = !latin;
     size_t nslots = latin ? 1 : (size_t)nt;
     c.psum = (double *)calloc(nslots * (size_t)nvalid, sizeof(double));
     c.tiles = (float *)malloc((size_t)nt * FUSED_ROWS_MAX * FUSED_COLS * sizeof(float));

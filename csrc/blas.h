@@ -39,12 +39,14 @@ typedef blasint o1p_blasint;
 #define O1P_SDOT(n, x, incx, y, incy)                                                    \
     O1P_CBLAS_FUNC(sdot)((o1p_blasint)(n), (x), (o1p_blasint)(incx), (y), (o1p_blasint)(incy))
 
-/* Thread control. OpenBLAS's pthread pool is global; the _local variant sets
- * the count for the calling thread only and returns the previous value, which
- * is how our own parallel regions keep BLAS single-threaded inside them. */
+/* Thread control. OpenBLAS's pthread pool is global. There is deliberately no
+ * O1P_BLAS_SET_THREADS_LOCAL: openblas_set_num_threads_local exists only in
+ * OpenMP builds of OpenBLAS; the scipy-openblas32 wheel (a pthreads build)
+ * declares it in cblas.h but does not export it, so a call would make the
+ * extension fail to import. Kernels that call BLAS inside their own parallel
+ * regions use o1p_blas_serial_begin/end (o1p.h) around the region instead. */
 #define O1P_BLAS_SET_THREADS(n) O1P_OPENBLAS_FUNC(set_num_threads)(n)
 #define O1P_BLAS_GET_THREADS() O1P_OPENBLAS_FUNC(get_num_threads)()
-#define O1P_BLAS_SET_THREADS_LOCAL(n) O1P_OPENBLAS_FUNC(set_num_threads_local)(n)
 #define O1P_BLAS_CONFIG() O1P_OPENBLAS_FUNC(get_config)()
 #define O1P_BLAS_CORENAME() O1P_OPENBLAS_FUNC(get_corename)()
 

@@ -87,6 +87,16 @@ void o1p_set_num_threads(int n);
 /* Threads to use for a loop with `work` units of roughly equal cost, given the
  * minimum work worth one thread (so small inputs stay single-threaded). */
 int o1p_threads_for(o1p_int work, o1p_int min_work_per_thread);
+/* BLAS calls made inside our own parallel regions must run on one thread (two
+ * thread pools on two cores lose, and a pthreads OpenBLAS called from an
+ * OpenMP region may hang). The scipy-openblas32 wheel is a pthreads build that
+ * lacks openblas_set_num_threads_local, so a kernel that calls BLAS from its
+ * parallel region brackets the region, from the calling thread, with
+ * begin/end: the global BLAS count drops to 1 and is restored after. Nested
+ * and concurrent kernels (several Python threads) are reference counted, and
+ * o1p_set_num_threads during a section takes effect at its end. */
+void o1p_blas_serial_begin(void);
+void o1p_blas_serial_end(void);
 /* Highest instruction-set level the target clones dispatch to on this CPU:
  * "x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2+FMA)" or "baseline". */
 const char *o1p_simd_level(void);

@@ -22,12 +22,15 @@ Public API (NumPy arrays in and out):
   :func:`build_dataset_streaming` for files of any size
 - with real models (optional extras, imported on demand): :mod:`o1pruner.torch`,
   :mod:`o1pruner.hf`, :mod:`o1pruner.integrations` (TRL, verl, Ray)
+- fused LM head: :func:`fused_linear_logprobs`,
+  :func:`fused_linear_logprobs_backward`
 - models: :class:`o1pruner.models.TinyLM` (a small Qwen2-style transformer)
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .fused import FusedLogprobs, FusedStats, fused_linear_logprobs, fused_linear_logprobs_backward
 from .grading import (
     GradingResult,
     Verdict,
@@ -105,5 +108,9 @@ __all__ = [
     "grade",
     "grade_many",
     "grade_responses",
+    "FusedStats",
+    "FusedLogprobs",
+    "fused_linear_logprobs",
+    "fused_linear_logprobs_backward",
     "models",
 ]

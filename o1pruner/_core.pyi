@@ -78,6 +78,31 @@ def token_logprobs_backward(
     temperature: float,
     ignore_index: int,
 ) -> _F32: ...
+
+# fused LM head + token log-probs
+def fused_linear_logprobs(
+    hidden: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    temperature: float,
+    ignore_index: int,
+    bias: Optional[npt.ArrayLike] = ...,
+) -> Tuple[_F32, _F32, _F32]: ...
+def fused_linear_logprobs_backward(
+    hidden: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    targets: npt.ArrayLike,
+    lse: npt.ArrayLike,
+    entropy: npt.ArrayLike,
+    grad_logp: npt.ArrayLike,
+    grad_entropy: Optional[npt.ArrayLike],
+    temperature: float,
+    ignore_index: int,
+    bias: Optional[npt.ArrayLike] = ...,
+    grad_hidden: Optional[_F32] = ...,
+    grad_weight: Optional[_F32] = ...,
+    grad_bias: Optional[_F32] = ...,
+) -> Tuple[_F32, _F32, Optional[_F32]]: ...
 # model (o1pruner.models.TinyLM); config = (vocab_size, hidden_size,
 # intermediate_size, num_hidden_layers, num_attention_heads,
 # max_position_embeddings, rms_norm_eps, rope_theta)

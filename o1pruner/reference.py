@@ -18,6 +18,8 @@ __all__ = [
     "sequence_logprobs",
     "sequence_logprobs_backward",
     "ppo_clip_loss",
+    "fused_linear_logprobs",
+    "fused_linear_logprobs_backward",
     "tinylm_forward",
     "tinylm_backward",
 ]
@@ -233,6 +235,36 @@ def ppo_clip_loss(logp, ref_logp, advantages, mask, eps_low=0.2, eps_high=0.2,
         count=count,
     )
     return float(loss), grad, stats
+# ---- fused LM head + token log-probs (the fused family) --------------------
+
+def _lm_head_logits(hidden, weight, bias):
+    """Materialised logits hidden @ weight.T + bias, float64 [N, V]."""
+    logits = np.asarray(hidden, np.float64) @ np.asarray(weight, np.float64).T
+    if bias is not None:
+        logits = logits + np.asarray(bias, np.float64)
+    return logits
+
+
+def fused_linear_logprobs(hidden, weight, targets, temperature=1.0, ignore_index=-100, bias=None):
+    """(logp, entropy, lse) of z = (hidden @ weight.T + bias) / temperature.
+
+    The unfused definition: materialise the N x V logits, then token_logprobs.
+    """
+    return token_logprobs(_lm_head_logits(hidden, weight, bias), targets, temperature, ignore_index)
+
+
+def fused_linear_logprobs_backward(hidden, weight, targets, grad_logp, grad_entropy=None,
+                                   temperature=1.0, ignore_index=-100, bias=None):
+    """(grad_hidden, grad_weight, grad_bias) of sum_i grad_logp[i] logp[i] +
+    grad_entropy[i] entropy[i], by the chain rule through the logits:
+    with G = d/d logits (token_logprobs_backward), grad_hidden = G @ weight,
+    grad_weight = G.T @ hidden, grad_bias = G summed over the tokens."""
+    h = np.asarray(hidden, np.float64)
+    w = np.asarray(weight, np.float64)
+    g = token_logprobs_backward(_lm_head_logits(h, w, bias), targets, np.asarray(grad_logp, np.float64),
+                                None if grad_entropy is None else np.asarray(grad_entropy, np.float64),
+                                temperature, ignore_index)
+    return g @ w, g.T @ h, g.sum(axis=0)
 # ---- TinyLM: the Qwen2-style transformer of o1pruner.models ----------------
 #
 # params: dict of Hugging Face Qwen2 names -> arrays; config: anything with the

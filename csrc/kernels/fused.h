@@ -26,7 +26,10 @@ int fused_logprobs_forward(o1p_int N, o1p_int d, o1p_int V, const float *hidden,
 /* Gradients of sum_i (grad_logp[i] logp[i] + grad_entropy[i] entropy[i]).
  * lse[N], entropy[N] from the forward; grad_entropy may be NULL (zero).
  * ACCUMULATES into grad_hidden[N,d] (required), grad_weight[V,d] and
- * grad_bias[V] (each may be NULL: not computed). */
+ * grad_bias[V] (each may be NULL: not computed).
+ * O1P_EVALUE if the logits contain NaN/inf or if lse does not belong to these
+ * inputs (sum_j exp(z_j - lse) of a row is not 1 within 1%): the outputs may
+ * then hold part of the gradient. O1P_ENOMEM as for the forward. */
 int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden,
                             const float *weight, const float *bias, const int64_t *targets,
                             int64_t ignore_index, float temperature, const float *lse,

@@ -18,11 +18,6 @@
 
 #include "model.h"
 
-/* BLAS on one thread between begin and end (runtime.c); brackets every
- * parallel region of the model, whose threads call BLAS. */
-void o1p_blas_serial_begin(void);
-void o1p_blas_serial_end(void);
-
 /* Rotary tables for positions 0..n_pos-1: cos/sin[n_pos, D/2], angle
  * pos * theta^(-2i/D) computed in float32 as Hugging Face does. */
 typedef struct {

@@ -11,6 +11,12 @@
 
 static int num_threads = 0; /* 0: not yet initialised */
 
+/* BLAS serial sections (o1p_blas_serial_begin/end): nesting depth and the
+ * BLAS thread count to restore when the last one ends. */
+static pthread_mutex_t blas_lock = PTHREAD_MUTEX_INITIALIZER;
+static int blas_serial_depth = 0;
+static int blas_saved_threads = 1;
+
 static int default_threads(void) {
     int n = 1;
 #ifdef _OPENMP
@@ -45,7 +51,28 @@ int o1p_get_num_threads(void) {
 void o1p_set_num_threads(int n) {
     if (n < 1) n = 1;
     num_threads = n;
-    O1P_BLAS_SET_THREADS(n);
+    pthread_mutex_lock(&blas_lock);
+    if (blas_serial_depth > 0)
+        blas_saved_threads = n; /* applied when the running kernels end */
+    else
+        O1P_BLAS_SET_THREADS(n);
+    pthread_mutex_unlock(&blas_lock);
+}
+
+void o1p_blas_serial_begin(void) {
+    pthread_mutex_lock(&blas_lock);
+    if (blas_serial_depth++ == 0) {
+        blas_saved_threads = O1P_BLAS_GET_THREADS();
+        if (blas_saved_threads != 1) O1P_BLAS_SET_THREADS(1);
+    }
+    pthread_mutex_unlock(&blas_lock);
+}
+
+void o1p_blas_serial_end(void) {
+    pthread_mutex_lock(&blas_lock);
+    if (blas_serial_depth > 0 && --blas_serial_depth == 0 && blas_saved_threads != 1)
+        O1P_BLAS_SET_THREADS(blas_saved_threads);
+    pthread_mutex_unlock(&blas_lock);
 }
 
 int o1p_threads_for(o1p_int work, o1p_int min_work_per_thread) {

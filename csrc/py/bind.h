@@ -9,6 +9,7 @@ extern PyMethodDef o1p_rewards_methods[];
 extern PyMethodDef o1p_ppo_methods[];
 extern PyMethodDef o1p_grader_methods[];
 extern PyMethodDef o1p_logprob_methods[];
+extern PyMethodDef o1p_fused_methods[];
 extern PyMethodDef o1p_model_methods[];
 
 #endif /* O1P_BIND_H */

@@ -121,6 +121,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         o1p_logprob_methods,
         o1p_ppo_methods,
         o1p_grader_methods,
+        o1p_fused_methods,
         o1p_model_methods,
     };
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {

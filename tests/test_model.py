@@ -220,6 +220,19 @@ def test_threads_deterministic_and_agree(rng):
     (a, b) = results[2]
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
+    # an arena without room for the private gradient buffers: allocated inside
+    from o1pruner._loader import _core
+    cfg = m.config._c_tuple()
+    arena = np.empty(_core.model_arena_size(cfg, int(mask.sum()), 1), np.float32)
+    grads = np.zeros_like(m.flat_parameters)
+    try:
+        o1pruner.set_num_threads(2)
+        lp2, _, _ = _core.model_forward(cfg, m.flat_parameters, arena, ids, mask, targets)
+        _core.model_backward(cfg, m.flat_parameters, grads, arena, ids, mask, targets, g)
+    finally:
+        o1pruner.set_num_threads(old)
+    np.testing.assert_array_equal(lp2, a[0])
+    np.testing.assert_array_equal(grads, a[1])
     one = results[1][0]
     assert_close(one[0], a[0], rtol=1e-5, atol=1e-5, what="logp 1 vs 2 threads")
     scale = np.abs(one[1]).max()

@@ -122,9 +122,10 @@ static layer_acts layer_acts_of(const model_config *c, o1p_int N, const arena_ma
     return a;
 }
 
-o1p_int model_arena_floats(const model_config *c, o1p_int N) {
+o1p_int model_arena_floats(const model_config *c, o1p_int N, int threads) {
     arena_map m;
-    return arena_carve(c, N, NULL, &m);
+    o1p_int extra = threads > 1 ? (o1p_int)(threads - 1) * model_num_params(c) : 0;
+    return arena_carve(c, N, NULL, &m) + extra;
 }
 
 /* ---- row kernels (serial; target clones pick AVX-512/AVX2) --------------- */
@@ -176,11 +177,12 @@ void model_rmsnorm_rows(o1p_int n, o1p_int d, const float *x, const float *w, fl
 
 /* Backward of y = w x r with r = (mean(x^2) + eps)^(-1/2), g = w dy:
  *   dx = r g - x r^3 (g . x) / d     (ACCUMULATES into dx[n,d])
- *   dw = sum_rows dy x r              (ACCUMULATES into dw[d]; double sums)
+ *   dw = sum_rows dy x r              (ACCUMULATES into dw[d], or overwrites it
+ *                                      with assign; double sums)
  * acc: d doubles of scratch; g: d floats of scratch. */
 O1P_TARGET_CLONES
 static void rmsnorm_backward_rows(o1p_int n, o1p_int d, const float *x, const float *rstd,
-                                  const float *w, const float *dy, float *dx, float *dw,
+                                  const float *w, const float *dy, float *dx, float *dw, int assign,
                                   double *acc, float *g) {
     for (o1p_int j = 0; j < d; j++) acc[j] = 0.0;
     for (o1p_int i = 0; i < n; i++) {
@@ -193,18 +195,20 @@ static void rmsnorm_backward_rows(o1p_int n, o1p_int d, const float *x, const fl
         float cf = (float)(dot_d(g, xr, d) * (double)r * (double)r * (double)r / (double)d);
         for (o1p_int j = 0; j < d; j++) dxr[j] += r * g[j] - cf * xr[j];
     }
-    for (o1p_int j = 0; j < d; j++) dw[j] += (float)acc[j];
+    for (o1p_int j = 0; j < d; j++) dw[j] = (assign ? 0.0f : dw[j]) + (float)acc[j];
 }
 
-/* out[j] += sum over rows of a[n, C] (leading dim ld), double sums. */
+/* out[j] += sum over rows of a[n, C] (leading dim ld), double sums; with
+ * assign, out[j] = the sum. */
 O1P_TARGET_CLONES
-static void colsum_rows(o1p_int n, o1p_int C, o1p_int ld, const float *a, float *out, double *acc) {
+static void colsum_rows(o1p_int n, o1p_int C, o1p_int ld, const float *a, float *out, int assign,
+                        double *acc) {
     for (o1p_int j = 0; j < C; j++) acc[j] = 0.0;
     for (o1p_int i = 0; i < n; i++) {
         const float *ar = a + i * ld;
         for (o1p_int j = 0; j < C; j++) acc[j] += (double)ar[j];
     }
-    for (o1p_int j = 0; j < C; j++) out[j] += (float)acc[j];
+    for (o1p_int j = 0; j < C; j++) out[j] = (assign ? 0.0f : out[j]) + (float)acc[j];
 }
 
 /* ---- rotary embedding --------------------------------------------------- */
@@ -538,39 +542,45 @@ static void group_forward(const model_run *R, o1p_int b0, o1p_int b1, float *S) 
 }
 
 /* Backward of sequences b0..b1, from dL/d(final-norm output) in m->dxn to
- * every parameter; ACCUMULATES into G[P]. Scratch: S (2 * QBLOCK * maxlen
- * floats), acc (3d doubles), g (d floats). */
-static void group_backward(const model_run *R, o1p_int b0, o1p_int b1, float *G, float *S,
-                           double *acc, float *g) {
+ * every parameter; ACCUMULATES into G[P], or with overwrite stores into it
+ * (every gradient tensor gets exactly one contribution per group, so a
+ * private buffer needs no zeroing). Scratch: S (2 * QBLOCK * maxlen floats),
+ * acc (3d doubles), g (d floats). */
+static void group_backward(const model_run *R, o1p_int b0, o1p_int b1, float *G, int overwrite,
+                           float *S, double *acc, float *g) {
     const model_config *c = R->c;
     const packed_batch *pb = R->pb;
     const arena_map *m = R->m;
     const float *P = R->params;
     o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, D = d / H;
     o1p_int N = pb->N, r0 = pb->off[b0], n = pb->off[b1] - r0, L = c->num_layers;
-    if (n == 0) return;
+    if (n == 0) {
+        if (overwrite) memset(G, 0, (size_t)model_num_params(c) * sizeof(float));
+        return;
+    }
+    const float beta = overwrite ? 0.0f : 1.0f;
     size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb->maxlen;
     float *dx = m->dx + r0 * d, *dxn = m->dxn + r0 * d, *dqkv = m->dqkv + r0 * 3 * d;
     float *datt = m->datt + r0 * d, *dgu = m->dgu + r0 * 2 * F, *dact = m->dact + r0 * F;
     o1p_int on = model_norm_offset(c);
     memset(dx, 0, (size_t)(n * d) * sizeof(float));
     rmsnorm_backward_rows(n, d, m->x + L * N * d + r0 * d, m->rstd_f + r0, P + on, dxn, dx, G + on,
-                          acc, g);
+                          overwrite, acc, g);
     for (o1p_int l = L - 1; l >= 0; l--) {
         model_layer_offsets o = model_layer_offsets_of(c, l);
         layer_acts a = layer_acts_of(c, N, m, l);
         const float *x_in = m->x + l * N * d + r0 * d;
         /* dx holds dL/dx_out; MLP block */
         O1P_SGEMM(0, 0, n, F, d, 1.0f, dx, d, P + o.wdown, F, 0.0f, dact, F);
-        O1P_SGEMM(1, 0, d, F, n, 1.0f, dx, d, a.act + r0 * F, F, 1.0f, G + o.wdown, F);
+        O1P_SGEMM(1, 0, d, F, n, 1.0f, dx, d, a.act + r0 * F, F, beta, G + o.wdown, F);
         swiglu_backward_rows(n, F, a.gu + r0 * 2 * F, dact, dgu);
         O1P_SGEMM(0, 0, n, d, 2 * F, 1.0f, dgu, 2 * F, P + o.wgu, d, 0.0f, dxn, d);
-        O1P_SGEMM(1, 0, 2 * F, d, n, 1.0f, dgu, 2 * F, a.xn2 + r0 * d, d, 1.0f, G + o.wgu, d);
+        O1P_SGEMM(1, 0, 2 * F, d, n, 1.0f, dgu, 2 * F, a.xn2 + r0 * d, d, beta, G + o.wgu, d);
         rmsnorm_backward_rows(n, d, a.x_mid + r0 * d, a.rstd2 + r0, P + o.ln2, dxn, dx, G + o.ln2,
-                              acc, g);
+                              overwrite, acc, g);
         /* dx holds dL/dx_mid; attention block */
         O1P_SGEMM(0, 0, n, d, d, 1.0f, dx, d, P + o.wo, d, 0.0f, datt, d);
-        O1P_SGEMM(1, 0, d, d, n, 1.0f, dx, d, a.att + r0 * d, d, 1.0f, G + o.wo, d);
+        O1P_SGEMM(1, 0, d, d, n, 1.0f, dx, d, a.att + r0 * d, d, beta, G + o.wo, d);
         for (o1p_int b = b0; b < b1; b++) {
             o1p_int rb = pb->off[b];
             for (o1p_int h = 0; h < H && pb->len[b] > 0; h++) {
@@ -583,11 +593,13 @@ static void group_backward(const model_run *R, o1p_int b0, o1p_int b1, float *G,
             }
         }
         rope_backward_rows(n, d, H, dqkv, pb->pos + r0, R->rope);
-        colsum_rows(n, 3 * d, 3 * d, dqkv, G + o.bqkv, acc);
+        colsum_rows(n, 3 * d, 3 * d, dqkv, G + o.bqkv, overwrite, acc);
         O1P_SGEMM(0, 0, n, d, 3 * d, 1.0f, dqkv, 3 * d, P + o.wqkv, d, 0.0f, dxn, d);
-        O1P_SGEMM(1, 0, 3 * d, d, n, 1.0f, dqkv, 3 * d, a.xn1 + r0 * d, d, 1.0f, G + o.wqkv, d);
-        rmsnorm_backward_rows(n, d, x_in, a.rstd1 + r0, P + o.ln1, dxn, dx, G + o.ln1, acc, g);
+        O1P_SGEMM(1, 0, 3 * d, d, n, 1.0f, dqkv, 3 * d, a.xn1 + r0 * d, d, beta, G + o.wqkv, d);
+        rmsnorm_backward_rows(n, d, x_in, a.rstd1 + r0, P + o.ln1, dxn, dx, G + o.ln1, overwrite,
+                              acc, g);
     }
+    if (overwrite) memset(G, 0, (size_t)(c->vocab_size * d) * sizeof(float));
     for (o1p_int i = 0; i < n; i++) { /* embedding rows */
         float *ge = G + pb->ids[r0 + i] * d;
         const float *s = dx + i * d;
@@ -678,14 +690,14 @@ done:
 
 int model_backward(const model_config *c, const float *params, o1p_int B, o1p_int T,
                    const int64_t *ids, const int64_t *lengths, const int64_t *targets,
-                   int64_t ignore_index, float temperature, float *arena,
+                   int64_t ignore_index, float temperature, float *arena, o1p_int arena_floats,
                    const float *grad_logp, float *grads) {
     o1p_int d = c->hidden_size, H = c->num_heads, V = c->vocab_size;
     o1p_int Pn = model_num_params(c);
     packed_batch pb;
     model_rope rope = {0, 0, NULL, NULL};
     o1p_int *cut = NULL;
-    float *priv = NULL;
+    float *priv = NULL, *own = NULL;
     int st = pack_batch(B, T, ids, lengths, targets, &pb);
     if (st != O1P_OK || pb.N == 0) goto done;
     st = model_rope_init(&rope, pb.maxlen, d / H, c->rope_theta);
@@ -695,7 +707,7 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
         goto done;
     }
     arena_map m;
-    arena_carve(c, pb.N, arena, &m);
+    o1p_int base = arena_carve(c, pb.N, arena, &m);
     for (o1p_int b = 0; b < B; b++)
         memcpy(m.glogp + pb.off[b], grad_logp + b * T, (size_t)pb.len[b] * sizeof(float));
     /* LM head (tied weights: its weight gradient lands in the embedding's) */
@@ -707,11 +719,16 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
     model_run R = {c, params, &pb, &rope, &m};
     int serial_blas;
     int groups = split_batch(c, &pb, cut, &serial_blas);
-    /* group 0 accumulates into grads, the others into private buffers that
-     * are added afterwards in group order */
+    /* group 0 accumulates into grads, the others store into private buffers
+     * (the arena's tail when it has room, which saves zeroing fresh pages)
+     * that are added afterwards in group order */
     if (groups > 1) {
-        priv = (float *)calloc((size_t)(groups - 1) * (size_t)Pn, sizeof(float));
-        if (priv == NULL) groups = 1;
+        if ((arena_floats - base) / Pn >= groups - 1) {
+            priv = arena + base;
+        } else {
+            priv = own = (float *)malloc((size_t)(groups - 1) * (size_t)Pn * sizeof(float));
+            if (priv == NULL) groups = 1;
+        }
     }
     if (serial_blas) o1p_blas_serial_begin();
     O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
@@ -724,7 +741,7 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
             st = O1P_ENOMEM;
         } else {
             group_backward(&R, cut[gi], cut[gi + 1], gi == 0 ? grads : priv + (size_t)(gi - 1) * Pn,
-                           S, acc, S + 2 * blk);
+                           gi > 0, S, acc, S + 2 * blk);
         }
         free(S);
         free(acc);
@@ -743,7 +760,7 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
         }
     }
 done:
-    free(priv);
+    free(own);
     free(cut);
     model_rope_free(&rope);
     packed_free(&pb);

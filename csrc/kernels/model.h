@@ -58,9 +58,10 @@ o1p_int model_num_params(const model_config *cfg);
 model_layer_offsets model_layer_offsets_of(const model_config *cfg, o1p_int l);
 o1p_int model_norm_offset(const model_config *cfg);
 
-/* Floats of the training arena for N packed tokens (activations kept for the
- * backward and the backward's scratch). */
-o1p_int model_arena_floats(const model_config *cfg, o1p_int N);
+/* Floats of the training arena for N packed tokens: activations kept for the
+ * backward, the backward's scratch and, for threads > 1, threads - 1 private
+ * gradient buffers of P floats (else the backward allocates them). */
+o1p_int model_arena_floats(const model_config *cfg, o1p_int N, int threads);
 
 /* Training forward. ids[B,T] in [0,V), lengths[B] in [0,min(T,max_positions)],
  * targets[B,T] in [0,V) or ignore_index (NULL: no LM head, only hidden states).
@@ -69,7 +70,7 @@ o1p_int model_arena_floats(const model_config *cfg, o1p_int N);
  *   logp[B,T]     log p(targets[b,t] | tokens 0..t) at the given temperature
  *   entropy[B,T]  entropy of that distribution (may be NULL)
  *   hidden[B,T,d] final-norm hidden states, input of the LM head (may be NULL)
- * arena[model_arena_floats(cfg, N)] keeps what model_backward needs.
+ * arena[>= model_arena_floats(cfg, N, 1)] keeps what model_backward needs.
  * O1P_EVALUE if a row of logits is non-finite, O1P_ENOMEM on allocation failure. */
 int model_forward(const model_config *cfg, const float *params, o1p_int B, o1p_int T,
                   const int64_t *ids, const int64_t *lengths, const int64_t *targets,
@@ -78,10 +79,11 @@ int model_forward(const model_config *cfg, const float *params, o1p_int B, o1p_i
 
 /* Backward of sum_{b,t} grad_logp[b,t] logp[b,t] through the model, after
  * model_forward with the same params, ids, lengths, targets, temperature and
- * arena. ACCUMULATES into grads[P] (same layout as params). */
+ * arena (of arena_floats floats). ACCUMULATES into grads[P] (same layout as
+ * params). */
 int model_backward(const model_config *cfg, const float *params, o1p_int B, o1p_int T,
                    const int64_t *ids, const int64_t *lengths, const int64_t *targets,
-                   int64_t ignore_index, float temperature, float *arena,
+                   int64_t ignore_index, float temperature, float *arena, o1p_int arena_floats,
                    const float *grad_logp, float *grads);
 
 /* Global L2 norm of grads[P] (double accumulation, same result for any

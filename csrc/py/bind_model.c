@@ -317,18 +317,25 @@ static PyObject *py_model_num_params(PyObject *self, PyObject *args, PyObject *k
 
 static PyObject *py_model_arena_size(PyObject *self, PyObject *args, PyObject *kwds) {
     (void)self;
-    static char *kwlist[] = {"config", "n_tokens", NULL};
-    PyObject *cfg_obj, *n_obj;
+    static char *kwlist[] = {"config", "n_tokens", "threads", NULL};
+    PyObject *cfg_obj, *n_obj, *t_obj = NULL;
     model_config c;
-    long long n;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:model_arena_size", kwlist, &cfg_obj, &n_obj))
+    long long n, threads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:model_arena_size", kwlist, &cfg_obj, &n_obj,
+                                     &t_obj))
         return NULL;
-    if (parse_config(cfg_obj, &c) < 0 || parse_int(n_obj, "n_tokens", &n) < 0) return NULL;
+    if (parse_config(cfg_obj, &c) < 0 || parse_int(n_obj, "n_tokens", &n) < 0 ||
+        (t_obj && parse_int(t_obj, "threads", &threads) < 0))
+        return NULL;
     if (n < 0 || n > NPY_MAX_INT32) {
         PyErr_Format(PyExc_ValueError, "n_tokens: must be in [0, 2^31), got %lld", n);
         return NULL;
     }
-    return PyLong_FromLongLong((long long)model_arena_floats(&c, n));
+    if (threads < 1 || threads > 4096) {
+        PyErr_Format(PyExc_ValueError, "threads: must be in [1, 4096], got %lld", threads);
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)model_arena_floats(&c, n, (int)threads));
 }
 
 static PyObject *py_model_generate_work_size(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -375,7 +382,7 @@ static PyObject *py_model_forward(PyObject *self, PyObject *args, PyObject *kwds
     float *params = f32_buffer(params_obj, "params", P, 1, 0);
     if (params == NULL) return NULL;
     if (parse_batch(&c, ids_obj, mask_obj, tg_obj, ignore_obj, temp_obj, 0, &a) < 0) goto fail;
-    npy_intp need = model_arena_floats(&c, a.N);
+    npy_intp need = model_arena_floats(&c, a.N, 1);
     float *arena = f32_buffer(arena_obj, "arena", need, 0, 1);
     if (arena == NULL) goto fail;
     if (check_disjoint(arena, PyArray_SIZE((PyArrayObject *)arena_obj), "arena", params, P, "params") < 0)
@@ -441,7 +448,7 @@ static PyObject *py_model_backward(PyObject *self, PyObject *args, PyObject *kwd
     if (grads == NULL) return NULL;
     if (check_disjoint(grads, P, "grads", params, P, "params") < 0) return NULL;
     if (parse_batch(&c, ids_obj, mask_obj, tg_obj, ignore_obj, temp_obj, 1, &a) < 0) goto fail;
-    npy_intp need = model_arena_floats(&c, a.N);
+    npy_intp need = model_arena_floats(&c, a.N, 1);
     float *arena = f32_buffer(arena_obj, "arena", need, 0, 1);
     if (arena == NULL) goto fail;
     npy_intp na = PyArray_SIZE((PyArrayObject *)arena_obj);
@@ -457,7 +464,7 @@ static PyObject *py_model_backward(PyObject *self, PyObject *args, PyObject *kwd
     O1P_WITHOUT_GIL(a.N * P, st = model_backward(
         &c, params, a.B, a.T, (const int64_t *)PyArray_DATA(a.ids),
         (const int64_t *)PyArray_DATA(a.lengths), (const int64_t *)PyArray_DATA(a.targets),
-        a.ignore_index, (float)a.temperature, arena, (const float *)PyArray_DATA(gl), grads));
+        a.ignore_index, (float)a.temperature, arena, na, (const float *)PyArray_DATA(gl), grads));
     if (st != O1P_OK) {
         status_error(st, "arena: backward failed (was the forward run with the same inputs?)");
         goto fail;
@@ -701,7 +708,8 @@ PyMethodDef o1p_model_methods[] = {
      "model_layout(config) -> [(name, offset, shape)] of the flat parameter buffer"},
     {"model_num_params", O1P_KW(py_model_num_params), "model_num_params(config) -> int"},
     {"model_arena_size", O1P_KW(py_model_arena_size),
-     "model_arena_size(config, n_tokens) -> float32 elements of the activation arena"},
+     "model_arena_size(config, n_tokens, threads=1) -> float32 elements of the activation arena "
+     "(with room for threads - 1 private gradient buffers)"},
     {"model_forward", O1P_KW(py_model_forward),
      "model_forward(config, params, arena, input_ids, attention_mask=None, targets=None, "
      "ignore_index=-100, temperature=1.0, return_entropy=False, return_hidden=False) -> "

@@ -390,7 +390,7 @@ class TinyLM:
             m = np.asarray(attention_mask)
             if m.shape == tuple(shape) and m.dtype.kind in "biuf":
                 n_tokens = int(np.count_nonzero(m))
-        need = int(_core.model_arena_size(self._cfg, min(n_tokens, 2**31 - 1)))
+        need = int(_core.model_arena_size(self._cfg, min(n_tokens, 2**31 - 1), _core.get_num_threads()))
         if self._arena.size < need:
             self._arena = np.zeros(0, np.float32)  # free the old one first
             self._arena = np.empty(need, dtype=np.float32)

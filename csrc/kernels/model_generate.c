@@ -1,8 +1,9 @@
 /* model_generate.c: batched sampling with a KV cache for the model of
  * model.h. The prompts run once as a packed batch (prefill, which fills the
  * cache), then one token per unfinished sequence per step (decode), with
- * finished sequences dropped from the batch. Each step is one parallel region
- * over groups of sequences (model_ops.h). Randomness comes from a
+ * finished sequences dropped from the batch. Each step is one parallel region:
+ * row-wise work by groups of sequences, matmuls by blocks of output columns
+ * (so a weight matrix is packed once per step). Randomness comes from a
  * counter-based generator keyed by (seed, sequence, step), so the stream of a
  * sequence does not depend on threads or batch composition.
  */
@@ -158,60 +159,139 @@ o1p_int model_generate_work_floats(const model_config *c, o1p_int B, o1p_int n_p
 
 #define O1P_ALLOC(ptr, count) ((ptr) = malloc((size_t)((count) > 0 ? (count) : 1) * sizeof(*(ptr))))
 
-/* Run list entries s0..s1 through the network (their new keys/values go to
- * the cache) and draw each one's next token into draw[i]. gi: the group's
- * index, selecting its scratch. */
-static void step_group(const gen_state *g, o1p_int s0, o1p_int s1, int gi, int64_t step) {
-    const model_config *c = g->c;
-    const float *P = g->params;
-    o1p_int d = c->hidden_size, F = c->intermediate_size, H = c->num_heads, D = d / H;
-    o1p_int V = c->vocab_size, Tcap = g->Tcap, cache_layer = g->B * Tcap * d;
-    o1p_int r0 = g->row0[s0], nr = g->row0[s1 - 1] + g->n[s1 - 1] - r0;
-    float *x = g->x + r0 * d, *xn = g->xn + r0 * d, *qkv = g->qkv + r0 * 3 * d;
-    float *att = g->att + r0 * d, *gu = g->gu + r0 * 2 * F, *act = g->act + r0 * F;
-    float *S = g->S + (size_t)gi * O1P_ATTN_QBLOCK * (size_t)Tcap;
-    for (o1p_int r = 0; r < nr; r++) memcpy(x + r * d, P + g->ids[r0 + r] * d, (size_t)d * sizeof(float));
-    for (o1p_int l = 0; l < c->num_layers; l++) {
-        model_layer_offsets o = model_layer_offsets_of(c, l);
-        float *kc = g->kc + l * cache_layer, *vc = g->vc + l * cache_layer;
-        model_rmsnorm_rows(nr, d, x, P + o.ln1, c->rms_norm_eps, xn, NULL);
-        O1P_SGEMM(0, 1, nr, 3 * d, d, 1.0f, xn, d, P + o.wqkv, d, 0.0f, qkv, 3 * d);
-        model_bias_rope_rows(nr, d, H, qkv, P + o.bqkv, g->pos + r0, g->rope);
-        for (o1p_int i = s0; i < s1; i++) {
-            /* cache of a sequence: [H][Tcap][D], each head's keys contiguous */
-            float *ks = kc + g->seq[i] * Tcap * d, *vs = vc + g->seq[i] * Tcap * d;
-            for (o1p_int r = 0; r < g->n[i]; r++) {
-                o1p_int row = g->row0[i] + r, t = g->pos[row];
-                const float *src = g->qkv + row * 3 * d;
-                for (o1p_int h = 0; h < H; h++) {
-                    memcpy(ks + (h * Tcap + t) * D, src + d + h * D, (size_t)D * sizeof(float));
-                    memcpy(vs + (h * Tcap + t) * D, src + 2 * d + h * D, (size_t)D * sizeof(float));
-                }
-            }
-            for (o1p_int h = 0; h < H; h++)
-                model_attention_head(g->n[i], g->start[i], D, g->qkv + g->row0[i] * 3 * d + h * D, 3 * d,
-                                     ks + h * Tcap * D, vs + h * Tcap * D, D,
-                                     g->att + g->row0[i] * d + h * D, d, NULL, S);
-        }
-        O1P_SGEMM(0, 1, nr, d, d, 1.0f, att, d, P + o.wo, d, 1.0f, x, d);
-        model_rmsnorm_rows(nr, d, x, P + o.ln2, c->rms_norm_eps, xn, NULL);
-        O1P_SGEMM(0, 1, nr, 2 * F, d, 1.0f, xn, d, P + o.wgu, d, 0.0f, gu, 2 * F);
-        model_swiglu_rows(nr, F, gu, act);
-        O1P_SGEMM(0, 1, nr, d, F, 1.0f, act, F, P + o.wdown, F, 1.0f, x, d);
+/* act[r, j] = silu(gate) * up for columns j in c0..c1 of every row. */
+O1P_TARGET_CLONES
+static void swiglu_cols(o1p_int R, o1p_int F, o1p_int c0, o1p_int c1, const float *gu, float *act) {
+    for (o1p_int r = 0; r < R; r++) {
+        const float *g = gu + r * 2 * F, *u = g + F;
+        float *a = act + r * F;
+        for (o1p_int j = c0; j < c1; j++) a[j] = g[j] / (1.0f + o1p_expf(-g[j])) * u[j];
     }
-    /* final norm of each sequence's last row, packed to xn rows 0..s1-s0 of
-     * the group, then logits with the tied embedding */
-    const float *norm_w = P + model_norm_offset(c);
+}
+
+/* Columns c0..c1 of N owned by thread tid of nth (multiples of 16 floats). */
+static void col_range(o1p_int N, int nth, int tid, o1p_int *c0, o1p_int *c1) {
+    *c0 = tid == 0 ? 0 : (N * tid / nth) / 16 * 16;
+    *c1 = tid == nth - 1 ? N : (N * (tid + 1) / nth) / 16 * 16;
+    if (*c1 < *c0) *c1 = *c0;
+}
+
+/* Rows of group gi of the current list: sequences cut[gi]..cut[gi+1]. */
+static void group_rows(const gen_state *g, int gi, o1p_int *s0, o1p_int *s1, o1p_int *r0, o1p_int *nr) {
+    *s0 = g->cut[gi];
+    *s1 = g->cut[gi + 1];
+    *r0 = g->row0[*s0];
+    *nr = g->row0[*s1 - 1] + g->n[*s1 - 1] - *r0;
+}
+
+/* Rotary, KV-cache write and attention of group gi at layer l. */
+static void group_attention(const gen_state *g, int gi, o1p_int l, const model_layer_offsets *o) {
+    const model_config *c = g->c;
+    o1p_int d = c->hidden_size, H = c->num_heads, D = d / H, Tcap = g->Tcap;
+    o1p_int s0, s1, r0, nr;
+    group_rows(g, gi, &s0, &s1, &r0, &nr);
+    float *kc = g->kc + l * g->B * Tcap * d, *vc = g->vc + l * g->B * Tcap * d;
+    float *S = g->S + (size_t)gi * O1P_ATTN_QBLOCK * (size_t)Tcap;
+    model_bias_rope_rows(nr, d, H, g->qkv + r0 * 3 * d, g->params + o->bqkv, g->pos + r0, g->rope);
+    for (o1p_int i = s0; i < s1; i++) {
+        /* cache of a sequence: [H][Tcap][D], each head's keys contiguous */
+        float *ks = kc + g->seq[i] * Tcap * d, *vs = vc + g->seq[i] * Tcap * d;
+        for (o1p_int r = 0; r < g->n[i]; r++) {
+            o1p_int row = g->row0[i] + r, t = g->pos[row];
+            const float *src = g->qkv + row * 3 * d;
+            for (o1p_int h = 0; h < H; h++) {
+                memcpy(ks + (h * Tcap + t) * D, src + d + h * D, (size_t)D * sizeof(float));
+                memcpy(vs + (h * Tcap + t) * D, src + 2 * d + h * D, (size_t)D * sizeof(float));
+            }
+        }
+        for (o1p_int h = 0; h < H; h++)
+            model_attention_head(g->n[i], g->start[i], D, g->qkv + g->row0[i] * 3 * d + h * D, 3 * d,
+                                 ks + h * Tcap * D, vs + h * Tcap * D, D, g->att + g->row0[i] * d + h * D,
+                                 d, NULL, S);
+    }
+}
+
+/* Final norm of each sequence's last row of group gi (packed to xn rows
+ * r0..), logits with the tied embedding, one draw per sequence. */
+static void group_sample(const gen_state *g, int gi, int64_t step) {
+    const model_config *c = g->c;
+    o1p_int d = c->hidden_size, V = c->vocab_size;
+    o1p_int s0, s1, r0, nr;
+    group_rows(g, gi, &s0, &s1, &r0, &nr);
+    const float *norm_w = g->params + model_norm_offset(c);
     for (o1p_int i = s0; i < s1; i++) {
         o1p_int last = g->row0[i] + g->n[i] - 1;
-        model_rmsnorm_rows(1, d, g->x + last * d, norm_w, c->rms_norm_eps, xn + (i - s0) * d, NULL);
+        model_rmsnorm_rows(1, d, g->x + last * d, norm_w, c->rms_norm_eps, g->xn + (r0 + i - s0) * d, NULL);
     }
     float *logits = g->logits + s0 * V;
-    O1P_SGEMM(0, 1, s1 - s0, V, d, 1.0f, xn, d, P, d, 0.0f, logits, V);
+    O1P_SGEMM(0, 1, s1 - s0, V, d, 1.0f, g->xn + r0 * d, d, g->params, d, 0.0f, logits, V);
     for (o1p_int i = s0; i < s1; i++) {
         double u = uniform01(g->seed, (uint64_t)(g->seq_index0 + g->seq[i]), (uint64_t)step);
         g->draw[i] = sample_row(V, logits + (i - s0) * V, g->temperature, g->top_p, u,
                                 g->probs + (size_t)gi * V, g->sorted + (size_t)gi * V);
+    }
+}
+
+/* One step (the prefill, or one decoding step) of the current list of
+ * nlist sequences on nt threads. Every thread does the row-wise work
+ * (norms, rotary, KV cache, attention, sampling) of its groups of sequences
+ * (cut[0..groups]) and one block of output columns of every matmul over all
+ * R rows, so each weight matrix is packed once per step rather than once per
+ * thread; barriers separate the phases. Draws land in draw[i]. */
+static void step_all(const gen_state *g, o1p_int nlist, int nt, int groups, int64_t step) {
+    const model_config *c = g->c;
+    const float *P = g->params;
+    o1p_int d = c->hidden_size, F = c->intermediate_size;
+    o1p_int R = g->row0[nlist - 1] + g->n[nlist - 1];
+    float eps = c->rms_norm_eps;
+    O1P_OMP(parallel num_threads(nt))
+    {
+        int tid = 0, nth = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nth = omp_get_num_threads();
+#endif
+        o1p_int e0, e1, q0, q1, f0, f1, s0, s1, r0, nr; /* columns of d, 3d, F; rows */
+        col_range(d, nth, tid, &e0, &e1);
+        col_range(3 * d, nth, tid, &q0, &q1);
+        col_range(F, nth, tid, &f0, &f1);
+        for (int gi = tid; gi < groups; gi += nth) {
+            group_rows(g, gi, &s0, &s1, &r0, &nr);
+            for (o1p_int r = r0; r < r0 + nr; r++)
+                memcpy(g->x + r * d, P + g->ids[r] * d, (size_t)d * sizeof(float));
+        }
+        for (o1p_int l = 0; l < c->num_layers; l++) {
+            model_layer_offsets o = model_layer_offsets_of(c, l);
+            for (int gi = tid; gi < groups; gi += nth) {
+                group_rows(g, gi, &s0, &s1, &r0, &nr);
+                model_rmsnorm_rows(nr, d, g->x + r0 * d, P + o.ln1, eps, g->xn + r0 * d, NULL);
+            }
+            O1P_OMP(barrier)
+            if (q1 > q0)
+                O1P_SGEMM(0, 1, R, q1 - q0, d, 1.0f, g->xn, d, P + o.wqkv + q0 * d, d, 0.0f, g->qkv + q0, 3 * d);
+            O1P_OMP(barrier)
+            for (int gi = tid; gi < groups; gi += nth) group_attention(g, gi, l, &o);
+            O1P_OMP(barrier)
+            if (e1 > e0) /* residual: x += att Wo^T, this thread's columns */
+                O1P_SGEMM(0, 1, R, e1 - e0, d, 1.0f, g->att, d, P + o.wo + e0 * d, d, 1.0f, g->x + e0, d);
+            O1P_OMP(barrier)
+            for (int gi = tid; gi < groups; gi += nth) {
+                group_rows(g, gi, &s0, &s1, &r0, &nr);
+                model_rmsnorm_rows(nr, d, g->x + r0 * d, P + o.ln2, eps, g->xn + r0 * d, NULL);
+            }
+            O1P_OMP(barrier)
+            if (f1 > f0) { /* the same columns of gate and up, so SwiGLU needs no barrier */
+                O1P_SGEMM(0, 1, R, f1 - f0, d, 1.0f, g->xn, d, P + o.wgu + f0 * d, d, 0.0f, g->gu + f0, 2 * F);
+                O1P_SGEMM(0, 1, R, f1 - f0, d, 1.0f, g->xn, d, P + o.wgu + (F + f0) * d, d, 0.0f,
+                          g->gu + F + f0, 2 * F);
+                swiglu_cols(R, F, f0, f1, g->gu, g->act);
+            }
+            O1P_OMP(barrier)
+            if (e1 > e0)
+                O1P_SGEMM(0, 1, R, e1 - e0, F, 1.0f, g->act, F, P + o.wdown + e0 * F, F, 1.0f, g->x + e0, d);
+            O1P_OMP(barrier)
+        }
+        for (int gi = tid; gi < groups; gi += nth) group_sample(g, gi, step);
     }
 }
 
@@ -285,12 +365,12 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
         for (o1p_int i = 0; i < nlist; i++) work += g.n[i];
         int want = model_threads_for_tokens(c, work);
         if (want > nt) want = (int)nt;
+        /* rows by groups of sequences (as balanced as they can be), matmul
+         * columns over all `want` threads */
         int groups = model_partition(c, nlist, g.n, g.start, want, g.cut);
-        int serial_blas = groups > 1 || want == 1;
-        if (serial_blas) o1p_blas_serial_begin();
-        O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
-        for (int gi = 0; gi < groups; gi++) step_group(&g, g.cut[gi], g.cut[gi + 1], gi, s);
-        if (serial_blas) o1p_blas_serial_end();
+        o1p_blas_serial_begin();
+        step_all(&g, nlist, want, groups, s);
+        o1p_blas_serial_end();
         /* record the draws; the unfinished sequences form the next list */
         o1p_int keep = 0;
         for (o1p_int i = 0; i < nlist; i++) {

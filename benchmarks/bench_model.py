@@ -235,7 +235,22 @@ def main(argv=None):
                                                    seed=0, stop_token_id=[]), repeat=max(1, repeat // 2))
     results["generate_sampled_o1pruner"] = {"seconds": ts, "tokens_per_s": n_gen / ts}
 
+    # the ceiling for training: plain sgemm at the step's largest shape, and
+    # the matmul rate of each training step (6 N x matmul parameters per
+    # step, attention excluded)
+    from o1pruner._loader import _core
+    d, F_ = cfg.hidden_size, cfg.intermediate_size
+    xa = rng.standard_normal((B * T, d)).astype(np.float32)
+    wa = rng.standard_normal((2 * F_, d)).astype(np.float32)
+    t_gemm = common.median_time(lambda: _core.sgemm(xa, wa, trans_b=True), repeat=repeat)
+    sgemm_gflops = 2 * B * T * d * 2 * F_ / t_gemm / 1e9
+    matmul_params = cfg.num_hidden_layers * (4 * d * d + 3 * d * F_) + cfg.vocab_size * d
+    step_flops = 6 * matmul_params * B * T
+    rate = {k: step_flops / v["seconds"] / 1e9 for k, v in results["train_full"].items()}
+    results["ceiling"] = {"sgemm_gflops": sgemm_gflops, "train_full_matmul_gflops": rate}
     print(common.table(rows, ["workload (tokens/s)", "o1pruner", "torch", "speed-up"]))
+    print(f"training matmul rate (full batch): o1pruner {rate['o1pruner']:.0f} GFLOP/s, torch "
+          f"{rate['torch']:.0f} GFLOP/s; plain sgemm {B * T}x{d}x{2 * F_}: {sgemm_gflops:.0f} GFLOP/s")
     print(f"o1pruner sampling (T=1, top_p=0.9): {n_gen / ts:,.0f} tokens/s")
     payload = {
         "config": {k: getattr(cfg, k) for k in ("vocab_size", "hidden_size", "intermediate_size",

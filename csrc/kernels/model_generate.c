@@ -244,6 +244,7 @@ static void step_all(const gen_state *g, o1p_int nlist, int nt, int groups, int6
     o1p_int d = c->hidden_size, F = c->intermediate_size;
     o1p_int R = g->row0[nlist - 1] + g->n[nlist - 1];
     float eps = c->rms_norm_eps;
+    (void)nt;
     O1P_OMP(parallel num_threads(nt))
     {
         int tid = 0, nth = 1;

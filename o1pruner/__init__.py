@@ -9,14 +9,46 @@ Public API (NumPy arrays in and out):
 
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
+- objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
+  :func:`ppo_clip_loss`
+- grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
+  :func:`compare_answers` (``o1pruner.grading.compare``; :class:`Verdict`), :func:`extract_answer`,
+  :func:`extract_answers`, :func:`normalize_answer`
 - metrics: :func:`aes`
+- pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
+  :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
+  :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
 """
 
 from ._config import config, get_num_threads, set_num_threads, show_config
+from .grading import (
+    GradingResult,
+    Verdict,
+    extract_answer,
+    extract_answers,
+    grade,
+    grade_many,
+    grade_responses,
+    normalize_answer,
+)
+from .grading import compare as compare_answers
 from .metrics import aes
+from .objectives import (
+    PPOClipResult,
+    PPOStats,
+    ppo_clip_loss,
+    sequence_logprobs,
+    sequence_logprobs_backward,
+)
 from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
+
+# ---- pipeline (presample, build, evaluate; file formats in o1pruner.io) ----
+from . import io
+from .evaluation import EvalResult, compare, compare_buckets, difficulty_report, evaluate, evaluate_samples
+from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
+from .prompts import PromptTemplate
 
 __version__ = "0.1.0"
 
@@ -31,4 +63,34 @@ __all__ = [
     "length_harmonizing_reward",
     "harmonize_weights",
     "aes",
+    # pipeline
+    "io",
+    "PromptTemplate",
+    "as_problems",
+    "count_tokens",
+    "presample",
+    "load_samples",
+    "build_dataset",
+    "sft_shortest_dataset",
+    "WeightedDataset",
+    "evaluate",
+    "evaluate_samples",
+    "compare",
+    "compare_buckets",
+    "difficulty_report",
+    "EvalResult",
+    "sequence_logprobs",
+    "sequence_logprobs_backward",
+    "ppo_clip_loss",
+    "PPOClipResult",
+    "PPOStats",
+    "Verdict",
+    "GradingResult",
+    "extract_answer",
+    "extract_answers",
+    "normalize_answer",
+    "compare_answers",
+    "grade",
+    "grade_many",
+    "grade_responses",
 ]

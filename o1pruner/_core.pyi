@@ -35,3 +35,30 @@ def harmonize_weights(
     normalize: Optional[str] = ...,
     group: Optional[npt.ArrayLike] = ...,
 ) -> _F64: ...
+
+# objectives (ppo)
+def sequence_logprobs(token_logp: npt.ArrayLike, mask: npt.ArrayLike, reduce: str = ...) -> _F64: ...
+def sequence_logprobs_backward(grad: npt.ArrayLike, mask: npt.ArrayLike, reduce: str = ...) -> _F32: ...
+def ppo_clip_loss(
+    logp: npt.ArrayLike,
+    ref_logp: npt.ArrayLike,
+    advantages: npt.ArrayLike,
+    mask: npt.ArrayLike,
+    eps_low: float = ...,
+    eps_high: float = ...,
+    ratio: str = ...,
+    aggregate: Optional[str] = ...,
+    dual_clip: Optional[float] = ...,
+    logratio_clamp: Optional[float] = ...,
+) -> Tuple[float, _F32, Tuple[float, float, float, float, float, float, int]]: ...
+# grading
+def grader_extract(texts: Sequence[str], modes: Sequence[int]) -> list[Optional[str]]: ...
+def grader_compare(
+    predictions: Sequence[Optional[str]],
+    golds: Sequence[str],
+    modes: Optional[Sequence[int]] = ...,
+    rtol: float = ...,
+    strict_fractions: bool = ...,
+    ordered_lists: bool = ...,
+) -> Tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]: ...
+def grader_normalize(answer: str, /) -> str: ...

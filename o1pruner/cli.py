@@ -1,10 +1,19 @@
-"""The ``o1pruner`` command line."""
+"""The ``o1pruner`` command line: ``info``, and the pipeline over JSONL files
+(``presample``, ``build``, ``evaluate``) for users' own models and data."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
+import json
+import os
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
+
+
+class CLIError(Exception):
+    """A user error reported as ``o1pruner CMD: error: ...`` (exit code 2)."""
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -14,6 +23,190 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- loading users' objects ------------------------------------------------------
+
+def load_object(spec: str, what: str) -> Any:
+    """``"package.module:name"`` or ``"path/to/file.py:name"`` -> the object.
+    A class is instantiated with no arguments."""
+    if ":" not in spec:
+        raise CLIError(f"--{what}: expected MODULE:NAME or FILE.py:NAME, got {spec!r}")
+    mod_name, _, attr = spec.rpartition(":")
+    try:
+        if mod_name.endswith(".py"):
+            if not os.path.exists(mod_name):
+                raise CLIError(f"--{what}: file not found: {mod_name}")
+            name = "_o1pruner_user_" + os.path.splitext(os.path.basename(mod_name))[0]
+            s = importlib.util.spec_from_file_location(name, mod_name)
+            mod = importlib.util.module_from_spec(s)
+            sys.modules[name] = mod
+            s.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise CLIError(f"--{what}: cannot import {mod_name!r}: {e}") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CLIError(f"--{what}: {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        obj = obj()
+    return obj
+
+
+def load_tokenizer(spec: Optional[str]) -> Any:
+    """``MODULE:NAME`` / ``FILE.py:NAME``, or a local Hugging Face tokenizer
+    folder (needs ``transformers``; nothing is downloaded)."""
+    if spec is None:
+        return None
+    if os.path.isdir(spec):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise CLIError("--tokenizer: a tokenizer folder needs the transformers package (pip install transformers)") from None
+        return AutoTokenizer.from_pretrained(spec, local_files_only=True)
+    return load_object(spec, "tokenizer")
+
+
+def _template(args) -> Any:
+    from .prompts import PromptTemplate
+
+    if args.template is None and args.system is None:
+        return None
+    return PromptTemplate(user=args.template or "{problem}", system=args.system)
+
+
+def _gen_kwargs(args) -> dict:
+    kw = {}
+    for item in args.gen_arg or []:
+        if "=" not in item:
+            raise CLIError(f"--gen-arg: expected KEY=VALUE, got {item!r}")
+        k, _, v = item.partition("=")
+        try:
+            kw[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kw[k] = v
+    return kw
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and prompt")
+    g.add_argument("--generator", metavar="SPEC",
+                   help="the model: MODULE:NAME or FILE.py:NAME of a callable prompts -> outputs (str, or objects/dicts with "
+                        "text and token_ids), or of an object with a .generate method; a class is instantiated")
+    g.add_argument("--gen-arg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for the generator (repeatable; VALUE parsed as JSON when it can be), e.g. temperature=0.5")
+    g.add_argument("--tokenizer", metavar="SPEC",
+                   help="counts lengths: MODULE:NAME / FILE.py:NAME of an object with encode(text) or __call__(text)['input_ids'], "
+                        "or a local Hugging Face tokenizer folder; default: count the token ids the generator returns")
+    g.add_argument("--template", metavar="TEXT", help="user turn of the prompt, with {problem} (default: the bare problem)")
+    g.add_argument("--system", metavar="TEXT", help="system turn of the prompt (default: none)")
+    g.add_argument("--grader", metavar="SPEC",
+                   help="grading function grader(responses, golds) -> bools (default: o1pruner.grading.grade_responses)")
+
+
+# ---- presample ----------------------------------------------------------------------
+
+def _cmd_presample(args: argparse.Namespace) -> int:
+    from .pipeline import presample
+
+    if not args.generator:
+        raise CLIError("--generator: required (the model to sample)")
+    gen = load_object(args.generator, "generator")
+    recs = presample(
+        gen, args.problems, args.k, tokenizer=load_tokenizer(args.tokenizer), template=_template(args), out=args.out,
+        batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
+        generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    n_prob = len({r["problem_id"] for r in recs})
+    acc = sum(r["correct"] for r in recs) / len(recs)
+    mean_len = sum(r["length"] for r in recs) / len(recs)
+    print(f"{len(recs)} samples of {n_prob} problems in {args.out}: accuracy {100 * acc:.1f}%, mean length {mean_len:.1f} tokens")
+    return 0
+
+
+# ---- build ----------------------------------------------------------------------------
+
+def _parse_m(v: str):
+    if v.lower() in ("all", "none"):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or 'all', got {v!r}") from None
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .evaluation import Table, difficulty_report
+    from .pipeline import build_dataset, sft_shortest_dataset
+
+    common = dict(k=args.k, tokenizer=load_tokenizer(args.tokenizer),
+                  grader=load_object(args.grader, "grader") if args.grader else None,
+                  grade_from=args.grade_from, format=args.format)
+    if args.sft_shortest:
+        ds = sft_shortest_dataset(args.samples, n=args.sft_shortest, **common)
+    else:
+        ds = build_dataset(
+            args.samples, lam=args.lam, samples_per_problem=args.samples_per_problem,
+            clip=None if args.no_clip else tuple(args.clip), normalize=None if args.normalize == "none" else args.normalize,
+            seed=args.seed, selection=args.selection, **common,
+        )
+    ds.to_jsonl(args.out)
+    if args.llamafactory:
+        ds.to_llamafactory(args.llamafactory, template=_template(args))
+    print(ds.summary())
+    print(f"wrote {args.out}" + (f" and {args.llamafactory}" if args.llamafactory else ""))
+    print("\nreference statistics by difficulty (Abar_ref buckets):")
+    print(Table(difficulty_report(ds)))
+    return 0
+
+
+# ---- evaluate -----------------------------------------------------------------------------
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import compare, evaluate, evaluate_samples
+
+    tok = load_tokenizer(args.tokenizer)
+    grader = load_object(args.grader, "grader") if args.grader else None
+    common = dict(tokenizer=tok, grader=grader, ref_accuracy=args.ref_samples, confidence=args.confidence, seed=args.seed)
+    if args.samples:
+        res = evaluate_samples(args.samples, name=args.name, format=args.format, k=args.k, **common)
+    else:
+        if not (args.generator and args.problems):
+            raise CLIError("evaluate: pass --samples FILE, or --generator SPEC with --problems FILE")
+        gen = load_object(args.generator, "generator")
+        res = evaluate(gen, args.problems, name=args.name, template=_template(args), batch_size=args.batch_size,
+                       generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
+    print(res)
+    out = {"result": res.to_dict(samples=True)}
+    if args.reference:
+        ref = evaluate_samples(args.reference, name="reference", format=args.format, k=args.k, **common)
+        table = compare(ref, res, as_pandas=False)
+        print()
+        print(table)
+        out["reference"] = ref.to_dict(samples=False)
+        out["comparison"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table.rows]
+    if args.json:
+        from .io import write_json
+
+        write_json(args.json, _nan_to_none(out), indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="o1pruner",
@@ -22,6 +215,74 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("info", help="print the build configuration (BLAS, flags, SIMD, threads)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "presample", help="draw K samples per problem from a model, grade and measure them (JSONL, resumable)",
+        description="Step 1 of O1-Pruner: sample each problem K times, grade each sample and count its tokens. "
+                    "Finished batches are appended to OUT as they come; rerunning the same command after an "
+                    "interruption resumes without redoing finished problems.",
+    )
+    p.add_argument("--problems", required=True, metavar="FILE",
+                   help="problems: JSON array or JSONL with 'problem' and 'ground_truth_answer' (optional 'problem_id', 'difficulty')")
+    p.add_argument("--k", type=int, required=True, help="samples per problem (paper: 12-16)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="sample records, one per line (+ FILE.jsonl.meta.json)")
+    p.add_argument("--batch-size", type=int, default=8, help="problems per generator call (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed (passed per batch to generators that take a seed; default 0)")
+    p.add_argument("--save-token-ids", action="store_true", help="store the generated token ids in each record")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT exists")
+    p.add_argument("--no-resume", action="store_true", help="fail if OUT exists instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_presample)
+
+    p = sub.add_parser(
+        "build", help="build the weighted training set from samples (public O1-Pruner construction)",
+        description="Step 2 of O1-Pruner: per-problem reference statistics over all K samples, a seeded shuffle, "
+                    "m samples kept per problem, w = (Lbar - L)/L + lam (A - Abar), clipped and z-normalised, "
+                    "exactly as the public code's construct_dataset.py by default.",
+    )
+    p.add_argument("--samples", required=True, metavar="FILE",
+                   help="samples: our JSONL (from presample), vLLM-style JSONL, or the public code's JSON (with --k)")
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "o1pruner", "vllm"], help="format of --samples (default: by extension)")
+    p.add_argument("--k", type=int, help="samples per problem, for the public JSON format (K consecutive samples per problem)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="training records with reference statistics, reward and weight")
+    p.add_argument("--llamafactory", metavar="FILE", help="also write the LLaMA-Factory weighted set (messages + weight; .json or .jsonl)")
+    p.add_argument("--lam", type=float, default=2.0, help="accuracy weight lambda (default 2; the public code used 5 for QwQ)")
+    p.add_argument("--samples-per-problem", type=_parse_m, default=2, metavar="M", help="samples kept per problem, or 'all' (default 2)")
+    p.add_argument("--clip", type=float, nargs=2, default=[-2.0, 4.0], metavar=("LOW", "HIGH"), help="clip range (default -2 4)")
+    p.add_argument("--no-clip", action="store_true", help="do not clip")
+    p.add_argument("--normalize", default="dataset", choices=["dataset", "group", "none"], help="z-normalisation (default dataset)")
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42, as the public code)")
+    p.add_argument("--selection", default="random", choices=["random", "first"], help="which m samples: seeded shuffle (default) or file order")
+    p.add_argument("--grade-from", default="solution", choices=["solution", "answer"],
+                   help="grade samples without 'correct' from the whole solution (default) or the stored 'answer' (public code)")
+    p.add_argument("--sft-shortest", type=int, metavar="N", help="instead: the SFT baseline, the N shortest correct samples per problem, weight 1")
+    p.add_argument("--tokenizer", metavar="SPEC", help="counts tokens of samples without 'length' (see presample --help)")
+    p.add_argument("--grader", metavar="SPEC", help="grades samples without 'correct' (see presample --help)")
+    p.add_argument("--template", metavar="TEXT", help="user turn for --llamafactory, with {problem} (default: the bare problem)")
+    p.add_argument("--system", metavar="TEXT", help="system turn for --llamafactory (default: the public code's system prompt)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy, length, per-difficulty numbers with 95%% CIs; compare with a reference",
+        description="Step 4 of O1-Pruner: evaluate stored greedy outputs (--samples) or run a generator on problems "
+                    "(--generator, --problems). With --reference, print delta length, delta accuracy and AES.",
+    )
+    p.add_argument("--samples", metavar="FILE", help="stored outputs to evaluate (any format 'build' reads)")
+    p.add_argument("--problems", metavar="FILE", help="problems to run --generator on")
+    p.add_argument("--reference", metavar="FILE", help="stored outputs of the reference model on the same problems")
+    p.add_argument("--ref-samples", metavar="FILE",
+                   help="pre-sampled reference records (graded) giving Abar_ref buckets for problems without 'difficulty'")
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "o1pruner", "vllm"], help="format of --samples/--reference")
+    p.add_argument("--k", type=int, help="samples per problem, for the public JSON format")
+    p.add_argument("--name", default="model", help="name of the evaluated model in the output")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per generator call (default 64)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -31,7 +292,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"o1pruner {args.command}: error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

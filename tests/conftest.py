@@ -7,7 +7,18 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(os.environ.get("O1P_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+
+def _find_shared_data() -> pathlib.Path:
+    """../shared/data from the project root (where CI puts it); the
+    O1P_SHARED_DATA variable overrides it (e.g. for a git worktree elsewhere)."""
+    if os.environ.get("O1P_SHARED_DATA"):
+        return pathlib.Path(os.environ["O1P_SHARED_DATA"])
+    return ROOT.parent / "shared" / "data"
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture

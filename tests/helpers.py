@@ -61,7 +61,15 @@ def rss_bytes() -> int:
 
 def leak_check(fn, n=2000, warmup=200, max_growth_bytes=4 << 20):
     """Call fn() n times after warmup; fail if RSS grows by more than
-    max_growth_bytes or the total reference count drifts."""
+    max_growth_bytes or the total reference count drifts. Skipped in a
+    sanitizer build, whose allocator quarantine grows RSS by design (ASan's
+    LeakSanitizer covers leaks there)."""
+    import pytest
+
+    import o1pruner
+
+    if o1pruner.config()["variant"] == "sanitize":
+        pytest.skip("RSS leak loop is meaningless under AddressSanitizer")
     for _ in range(warmup):
         fn()
     gc.collect()

@@ -1,6 +1,8 @@
 """The package builds, loads its BLAS, reports its configuration and controls
 its threads."""
 
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -62,9 +64,8 @@ def test_threads_roundtrip():
 def test_import_from_elsewhere(tmp_path):
     # the package imports and reports its config from an unrelated directory
     code = "import o1pruner, sys; o1pruner.show_config(); print(o1pruner.__file__)"
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                       env={"PYTHONPATH": str(__import__('pathlib').Path(o1pruner.__file__).parents[1]),
-                            "PATH": "/usr/bin:/bin"})
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(o1pruner.__file__).parents[1]))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "BLAS library" in r.stdout
 

@@ -6,5 +6,7 @@
 #include <Python.h>
 
 extern PyMethodDef o1p_rewards_methods[];
+extern PyMethodDef o1p_ppo_methods[];
+extern PyMethodDef o1p_grader_methods[];
 
 #endif /* O1P_BIND_H */

@@ -115,7 +115,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     o1p_runtime_init();
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL) return NULL;
-    PyMethodDef *tables[] = {o1p_rewards_methods};
+    PyMethodDef *tables[] = {o1p_rewards_methods, o1p_ppo_methods, o1p_grader_methods};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0) {
             Py_DECREF(m);

@@ -1,0 +1,391 @@
+/* ppo.c: per-sequence log-probs and the PPO-clip objective (see ppo.h).
+ * One parallel loop over sequences; each row keeps its own partial sums,
+ * which are then added in row order, so results are identical for any thread
+ * count. */
+#include "ppo.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "vmath.h"
+
+/* Sums over a row run in CHUNK independent double accumulators, one per
+ * position inside a chunk of CHUNK tokens: acc[j] += v[t0 + j]. That loop is
+ * element-wise, so every target clone vectorises it at its own width without
+ * reassociating any sum (strict IEEE forbids vectorising a plain serial
+ * reduction), and the order of additions is fixed by the code, independent of
+ * the thread count and of the vector width. */
+#define CHUNK 64
+/* Tokens worth one thread (a token costs ~1 ns). */
+#define MIN_WORK_PER_THREAD 16384
+
+/* ---- row helpers ----------------------------------------------------------- */
+
+/* Number of valid tokens of one row (integer sum: vectorises as is). */
+O1P_TARGET_CLONES
+static int64_t count_valid(o1p_int T, const uint8_t *m) {
+    int64_t n = 0;
+    for (o1p_int t = 0; t < T; t++) n += m[t];
+    return n;
+}
+
+/* Sum of x over the valid tokens of one row, in double. Masked entries are
+ * selected away (not multiplied by 0), so NaN there does not leak in. */
+O1P_TARGET_CLONES
+static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *O1P_RESTRICT m) {
+    double acc[CHUNK] = {0};
+    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
+        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+        for (int j = 0; j < n; j++) {
+            float v = x[t0 + j]; /* loaded unconditionally, then selected */
+            acc[j] += (double)(m[t0 + j] ? v : 0.0f);
+        }
+    }
+    double s = 0.0;
+    for (int j = 0; j < CHUNK; j++) s += acc[j];
+    return s;
+}
+
+/* out[t] = mask ? v : 0 */
+O1P_TARGET_CLONES
+static void fill_masked(o1p_int T, const uint8_t *m, float v, float *out) {
+    for (o1p_int t = 0; t < T; t++) out[t] = m[t] ? v : 0.0f;
+}
+
+/* ---- sequence log-probs ------------------------------------------------------ */
+
+int ppo_sequence_logprobs_forward(o1p_int B, o1p_int T, const float *logp, const uint8_t *mask,
+                                  int reduce, double *out, o1p_int *bad) {
+    int nt = o1p_threads_for(B * T, MIN_WORK_PER_THREAD);
+    (void)nt;
+    O1P_OMP(parallel for num_threads(nt) schedule(static))
+    for (o1p_int b = 0; b < B; b++) {
+        const float *x = logp + b * T;
+        const uint8_t *m = mask + b * T;
+        double s = masked_sum(T, x, m);
+        if (reduce == PPO_REDUCE_MEAN) {
+            int64_t n = count_valid(T, m);
+            s = n > 0 ? s / (double)n : 0.0;
+        }
+        out[b] = s;
+    }
+    /* A sum of finite floats in double cannot overflow, so a NaN or +inf row
+     * result means a NaN or +inf entry (or -inf meeting +inf): find the first. */
+    for (o1p_int b = 0; b < B; b++) {
+        if (!(isnan(out[b]) || out[b] == INFINITY)) continue;
+        const float *x = logp + b * T;
+        const uint8_t *m = mask + b * T;
+        for (o1p_int t = 0; t < T; t++) {
+            if (m[t] && (isnan(x[t]) || x[t] == INFINITY)) {
+                *bad = b * T + t;
+                return O1P_EVALUE;
+            }
+        }
+    }
+    return O1P_OK;
+}
+
+void ppo_sequence_logprobs_backward(o1p_int B, o1p_int T, const double *grad, const uint8_t *mask,
+                                    int reduce, float *out) {
+    int nt = o1p_threads_for(B * T, MIN_WORK_PER_THREAD);
+    (void)nt;
+    O1P_OMP(parallel for num_threads(nt) schedule(static))
+    for (o1p_int b = 0; b < B; b++) {
+        const uint8_t *m = mask + b * T;
+        double g = grad[b];
+        if (reduce == PPO_REDUCE_MEAN) {
+            int64_t n = count_valid(T, m);
+            g = n > 0 ? g / (double)n : 0.0;
+        }
+        fill_masked(T, m, (float)g, out + b * T);
+    }
+}
+
+/* ---- PPO-clip ------------------------------------------------------------------ */
+
+/* Partial results of one row. */
+typedef struct {
+    double loss;  /* sum of token losses (token ratio) or the sequence loss */
+    double scale; /* weight of `loss` in the aggregate */
+    double kl, rsum, rmin, rmax;
+    int64_t n, nclip, ndual, nbad;
+} row_stats;
+
+/* Row modes, fixed per row because the advantage is per sequence: the compiler
+ * specialises the token loop for each. */
+enum { MODE_PLAIN = 0, MODE_DUAL = 1, MODE_ZERO_ADV = 2 };
+
+/* One token of the clipped objective, float32 as PyTorch computes it:
+ *   x = logp - ref, xc = clamp(x, -c, c), r = exp(xc),
+ *   l = max(-A r, -A clamp(r, lo, hi)), and with dual clip (A < 0)
+ *   l = min(l, -A c3) = min(l, p3).
+ * Gradient rules of PyTorch: max/min give the larger/smaller side the whole
+ * gradient and half to each side of a tie; clamp passes it on [lo, hi]. So
+ * d l / d r = -A w with w = w1 + (1 - w1) * pass2 (times the dual-clip share),
+ * d l / d x = -A w r gx. `snA` = -A times the row's aggregation weight.
+ * Where no branch passes the gradient it is exactly 0 (PyTorch's exp backward
+ * would give 0 * inf = NaN for an overflowed ratio). Zero-advantage rows give
+ * loss and gradient 0 (no 0 * inf either). */
+O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
+                               const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
+                               float nA, float snA, float p3, float lo, float hi, float c,
+                               const int mode, float *O1P_RESTRICT g, row_stats *st) {
+    double accl[CHUNK] = {0}, acck[CHUNK] = {0}, accr[CHUNK] = {0};
+    float mn[CHUNK], mx[CHUNK];
+    int32_t ncl[CHUNK] = {0}, ndu[CHUNK] = {0}, nbad[CHUNK] = {0};
+    for (int j = 0; j < CHUNK; j++) {
+        mn[j] = INFINITY;
+        mx[j] = -INFINITY;
+    }
+    int64_t ncl_row = 0, ndu_row = 0, nbad_row = 0;
+    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
+        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+        /* branch-free body (& not &&, selects not ifs) so that it vectorises */
+        for (int j = 0; j < n; j++) {
+            o1p_int t = t0 + j;
+            float lpv = lp[t], refv = ref[t];
+            int valid = m[t] != 0;
+            float x = lpv - refv;
+            float xc = x < -c ? -c : x;
+            xc = xc > c ? c : xc;
+            float gx = (float)((x >= -c) & (x <= c));
+            float r = o1p_expf(xc);
+            float rc = r < lo ? lo : r;
+            rc = rc > hi ? hi : rc;
+            float pass2 = (float)((r >= lo) & (r <= hi));
+            float p1 = nA * r, p2 = nA * rc;
+            float w1 = p1 > p2 ? 1.0f : (p1 == p2 ? 0.5f : 0.0f);
+            float l = p1 > p2 ? p1 : p2;
+            float w = w1 + (1.0f - w1) * pass2;
+            int dclip = 0;
+            if (mode == MODE_DUAL) {
+                float wl = l < p3 ? 1.0f : (l == p3 ? 0.5f : 0.0f);
+                dclip = l > p3;
+                l = l < p3 ? l : p3;
+                w *= wl;
+            }
+            if (mode == MODE_ZERO_ADV) {
+                l = 0.0f;
+                w = 0.0f;
+            }
+            float d = w * gx;
+            float dl = d != 0.0f ? snA * d * r : 0.0f;
+            g[t] = valid ? dl : 0.0f;
+            accl[j] += (double)(valid ? l : 0.0f);
+            acck[j] += (double)(valid ? -xc : 0.0f);
+            accr[j] += (double)(valid ? r : 0.0f);
+            mn[j] = (valid & (r < mn[j])) ? r : mn[j];
+            mx[j] = (valid & (r > mx[j])) ? r : mx[j];
+            ncl[j] += valid & (p2 > p1);
+            ndu[j] += valid & dclip;
+            nbad[j] += valid & !((fabsf(lpv) <= FLT_MAX) & (fabsf(refv) <= FLT_MAX));
+        }
+        /* int32 lane counters: fold into int64 before they could overflow */
+        if ((t0 / CHUNK) % (1 << 20) == (1 << 20) - 1) {
+            for (int j = 0; j < CHUNK; j++) {
+                ncl_row += ncl[j];
+                ndu_row += ndu[j];
+                nbad_row += nbad[j];
+                ncl[j] = ndu[j] = nbad[j] = 0;
+            }
+        }
+    }
+    double sl = 0, sk = 0, sr = 0;
+    float lo_r = INFINITY, hi_r = -INFINITY;
+    for (int j = 0; j < CHUNK; j++) {
+        sl += accl[j];
+        sk += acck[j];
+        sr += accr[j];
+        lo_r = mn[j] < lo_r ? mn[j] : lo_r;
+        hi_r = mx[j] > hi_r ? mx[j] : hi_r;
+        ncl_row += ncl[j];
+        ndu_row += ndu[j];
+        nbad_row += nbad[j];
+    }
+    st->loss = sl;
+    st->kl = sk;
+    st->rsum = sr;
+    st->rmin = lo_r;
+    st->rmax = hi_r;
+    st->nclip = ncl_row;
+    st->ndual = ndu_row;
+    st->nbad = nbad_row;
+}
+
+O1P_TARGET_CLONES
+static void token_row(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+                      float snA, float p3, float lo, float hi, float c, int mode, float *g,
+                      row_stats *st) {
+    if (mode == MODE_DUAL)
+        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
+    else if (mode == MODE_ZERO_ADV)
+        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
+    else
+        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
+}
+
+/* Weight of row b's summed token loss in the aggregate. */
+static double token_scale(int aggregate, o1p_int B, o1p_int T, int64_t n_b, int64_t N) {
+    switch (aggregate) {
+    case PPO_AGG_TOKEN_MEAN: return N > 0 ? 1.0 / (double)N : 0.0;
+    case PPO_AGG_SEQ_MEAN_TOKEN_MEAN: return 1.0 / ((double)B * (double)(n_b > 0 ? n_b : 1));
+    case PPO_AGG_SEQ_MEAN_TOKEN_SUM: return 1.0 / (double)B;
+    case PPO_AGG_DR_GRPO: return 1.0 / ((double)B * (double)T);
+    default: return 0.0;
+    }
+}
+
+/* The sequence-level objective of one row in double (same rules as token_row_body
+ * with d = mean_lp - mean_ref in place of x). Returns the loss; *dl_dd is
+ * d loss / d d (0 where no branch passes the gradient). */
+static double sequence_elem(double d, double A, double lo, double hi, double c, double c3,
+                            double *dl_dd, double *r_out, double *dc_out, int *clipped,
+                            int *dclipped) {
+    double dc = d < -c ? -c : (d > c ? c : d);
+    double gd = (d >= -c && d <= c) ? 1.0 : 0.0;
+    double r = exp(dc);
+    double rc = r < lo ? lo : (r > hi ? hi : r);
+    double pass2 = (r >= lo && r <= hi) ? 1.0 : 0.0;
+    double p1 = -A * r, p2 = -A * rc;
+    double w1 = p1 > p2 ? 1.0 : (p1 == p2 ? 0.5 : 0.0);
+    double l = p1 > p2 ? p1 : p2;
+    double w = w1 + (1.0 - w1) * pass2;
+    *clipped = p2 > p1;
+    *dclipped = 0;
+    if (c3 > 0 && A < 0) {
+        double p3 = -A * c3;
+        double wl = l < p3 ? 1.0 : (l == p3 ? 0.5 : 0.0);
+        *dclipped = l > p3;
+        l = l < p3 ? l : p3;
+        w *= wl;
+    }
+    if (A == 0) {
+        l = 0.0;
+        w = 0.0;
+    }
+    *dl_dd = w * gd != 0.0 ? -A * w * gd * r : 0.0;
+    *r_out = r;
+    *dc_out = dc;
+    return l;
+}
+
+int ppo_clip_loss_forward_backward(const ppo_clip_config *cfg, o1p_int B, o1p_int T,
+                                   const float *logp, const float *ref_logp, const double *ref_seq,
+                                   const double *advantages, const uint8_t *mask, float *grad,
+                                   ppo_clip_result *res) {
+    row_stats *rows = (row_stats *)calloc((size_t)(B > 0 ? B : 1), sizeof(row_stats));
+    if (rows == NULL) return O1P_ENOMEM;
+    int nt = o1p_threads_for(B * T, MIN_WORK_PER_THREAD);
+    (void)nt;
+    const int token = cfg->ratio == PPO_RATIO_TOKEN;
+    const int agg = cfg->aggregate;
+    const int dual = cfg->dual_clip > 0;
+
+    if (token) {
+        /* float32 bounds, as PyTorch casts Python scalars to the tensor dtype */
+        const float lo = (float)(1.0 - cfg->eps_low), hi = (float)(1.0 + cfg->eps_high);
+        const float c = cfg->logratio_clamp > 0 ? (float)cfg->logratio_clamp : INFINITY;
+        const float c3 = (float)cfg->dual_clip;
+        int64_t N = 0;
+        O1P_OMP(parallel num_threads(nt))
+        {
+            /* valid tokens per row first: the aggregation weights need them */
+            O1P_OMP(for schedule(static))
+            for (o1p_int b = 0; b < B; b++) rows[b].n = count_valid(T, mask + b * T);
+            O1P_OMP(single)
+            for (o1p_int b = 0; b < B; b++) N += rows[b].n;
+            O1P_OMP(for schedule(static))
+            for (o1p_int b = 0; b < B; b++) {
+                float A = (float)advantages[b];
+                float nA = -A;
+                double s = token_scale(agg, B, T, rows[b].n, N);
+                int mode = A == 0.0f ? MODE_ZERO_ADV : (dual && A < 0.0f ? MODE_DUAL : MODE_PLAIN);
+                rows[b].scale = s;
+                token_row(T, logp + b * T, ref_logp + b * T, mask + b * T, nA, (float)(s * (double)nA),
+                          nA * c3, lo, hi, c, mode, grad + b * T, &rows[b]);
+            }
+        }
+    } else {
+        const double lo = 1.0 - cfg->eps_low, hi = 1.0 + cfg->eps_high;
+        const double c = cfg->logratio_clamp > 0 ? cfg->logratio_clamp : INFINITY;
+        const double s = agg == PPO_AGG_SUM ? 1.0 : 1.0 / (double)B;
+        O1P_OMP(parallel for num_threads(nt) schedule(static))
+        for (o1p_int b = 0; b < B; b++) {
+            const float *lp = logp + b * T;
+            const uint8_t *m = mask + b * T;
+            float *g = grad + b * T;
+            row_stats *st = &rows[b];
+            st->n = count_valid(T, m);
+            st->scale = s;
+            if (st->n == 0) { /* padding row: contributes nothing */
+                fill_masked(T, m, 0.0f, g);
+                continue;
+            }
+            double slp = masked_sum(T, lp, m);
+            double sref = ref_logp ? masked_sum(T, ref_logp + b * T, m) : 0.0;
+            if (!isfinite(slp) || !isfinite(sref)) { /* a non-finite valid entry */
+                st->nbad = 1;
+                fill_masked(T, m, 0.0f, g);
+                continue;
+            }
+            /* the public code: sum of token log-probs / number of valid tokens */
+            double mlp = slp / (double)st->n;
+            double mref = ref_logp ? sref / (double)st->n : ref_seq[b];
+            double dl_dd, r, dc;
+            int clipped, dclipped;
+            st->loss = sequence_elem(mlp - mref, advantages[b], lo, hi, c, dual ? cfg->dual_clip : 0.0,
+                                     &dl_dd, &r, &dc, &clipped, &dclipped);
+            st->kl = -dc;
+            st->rsum = st->rmin = st->rmax = r;
+            st->nclip = clipped;
+            st->ndual = dclipped;
+            /* d mean_lp / d logp[b,t] = 1 / n_b on valid tokens */
+            fill_masked(T, m, (float)(s * dl_dd / (double)st->n), g);
+        }
+    }
+
+    /* reduce in row order (independent of the thread count) */
+    double loss = 0, kl = 0, rsum = 0, rmin = INFINITY, rmax = -INFINITY;
+    int64_t count = 0, nclip = 0, ndual = 0;
+    for (o1p_int b = 0; b < B; b++) {
+        const row_stats *st = &rows[b];
+        if (st->nbad) {
+            const float *lp = logp + b * T, *rf = ref_logp ? ref_logp + b * T : NULL;
+            const uint8_t *m = mask + b * T;
+            for (o1p_int t = 0; t < T; t++) {
+                if (!m[t]) continue;
+                if (!isfinite(lp[t]) || (rf && !isfinite(rf[t]))) {
+                    res->bad_index = b * T + t;
+                    res->bad_which = isfinite(lp[t]) ? 1 : 0;
+                    free(rows);
+                    return O1P_EVALUE;
+                }
+            }
+        }
+        if (st->n == 0) continue;
+        loss += st->scale * st->loss;
+        kl += st->kl;
+        rsum += st->rsum;
+        rmin = st->rmin < rmin ? st->rmin : rmin;
+        rmax = st->rmax > rmax ? st->rmax : rmax;
+        nclip += st->nclip;
+        ndual += st->ndual;
+        count += token ? st->n : 1;
+    }
+    free(rows);
+    res->loss = loss;
+    res->count = count;
+    if (count > 0) {
+        res->clip_fraction = (double)nclip / (double)count;
+        res->dual_clip_fraction = (double)ndual / (double)count;
+        res->approx_kl = kl / (double)count;
+        res->ratio_mean = rsum / (double)count;
+        res->ratio_min = rmin;
+        res->ratio_max = rmax;
+    } else { /* nothing valid: the ratio of an empty sequence, exp(0) */
+        res->clip_fraction = res->dual_clip_fraction = res->approx_kl = 0.0;
+        res->ratio_mean = res->ratio_min = res->ratio_max = 1.0;
+    }
+    return O1P_OK;
+}

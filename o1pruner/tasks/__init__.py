@@ -10,7 +10,6 @@ from .arithmetic import (
     Problem,
     Solution,
     format_prompt,
-    grade_last_boxed_int,
     parse_solution,
 )
 
@@ -24,6 +23,5 @@ __all__ = [
     "ArithmeticTask",
     "CharTokenizer",
     "format_prompt",
-    "grade_last_boxed_int",
     "parse_solution",
 ]

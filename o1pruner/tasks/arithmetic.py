@@ -468,14 +468,18 @@ class ArithmeticTask:
             The problems, same length.
         grader : callable, optional
             ``grader(responses, golds) -> sequence of bool``, with golds the
-            answers as strings. Default: :func:`grade_last_boxed_int`.
+            answers as strings. Default: the package grader,
+            :func:`o1pruner.grading.grade_responses` (last ``\\boxed{}``).
         """
         if isinstance(responses, str):
             raise TypeError("responses: expected a sequence of str, got a single str")
         if len(responses) != len(problems):
             raise ValueError(f"responses: length {len(responses)} != problems length {len(problems)}")
         golds = [str(p.answer) for p in problems]
-        fn = grade_last_boxed_int if grader is None else grader
+        if grader is None:
+            from ..grading import grade_responses as fn
+        else:
+            fn = grader
         return np.asarray(list(fn(list(responses), golds)), dtype=bool)
 
     def describe(self) -> str:
@@ -487,24 +491,6 @@ class ArithmeticTask:
 
 
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
-
-
-def grade_last_boxed_int(responses: Sequence[str], golds: Sequence[str]) -> List[bool]:
-    """Task-local grader: the last ``\\boxed{...}`` holds the gold integer.
-
-    Exact integer comparison (after stripping spaces); a response without a
-    box, or with a non-integer box, is wrong.
-    """
-    out = []
-    for r, g in zip(responses, golds):
-        boxes = _BOXED.findall(r)
-        ok = False
-        if boxes:
-            s = boxes[-1].strip()
-            if re.fullmatch(r"-?\d+", s):
-                ok = int(s) == int(g)
-        out.append(ok)
-    return out
 
 
 _CHECK_LINE = re.compile(r"^check (\S+) (ok|no)$")

@@ -53,7 +53,7 @@ def test_levels_shape_and_values(task):
         assert len(p.operands) == lv.n_operands and len(p.ops) == lv.n_operands - 1
         for x in p.operands:
             assert lv.min_digits <= len(str(x)) <= lv.max_digits and x >= 1
-        assert all(0 <= t <= MAX_VALUE for t in p.totals)
+        assert all(0 <= t <= MAX_VALUE for t in p.totals) and max(p.operands) <= MAX_VALUE
         assert p.answer == evaluate(p.expr)
         assert p.prompt == PROMPT_TEMPLATE.format(expr=p.expr) == format_prompt(p) == format_prompt(p.expr)
         # the chain writes the running totals
@@ -149,7 +149,7 @@ def test_check_counts_independent_of_difficulty(task):
     # chi-square test of homogeneity of k over the levels (fixed seed, so the
     # test is deterministic); and the law matches CHECK_PROBS
     n = 3000
-    probs = task.problems(n * task.n_levels, seed=11)
+    probs = task.problems(n * task.n_levels, seed=11, unique=False)
     rng = np.random.default_rng(12)
     table = np.zeros((task.n_levels, len(CHECK_PROBS)))
     guess_wrong = np.zeros(task.n_levels)
@@ -238,6 +238,10 @@ def test_bad_task_config():
         ArithmeticTask(levels=[])
     with pytest.raises(TypeError, match="levels"):
         ArithmeticTask(levels=[(2, 1, 2, 0.1)])
+    with pytest.raises(ValueError, match="levels"):
+        ArithmeticTask(levels=[Level(2, 3, 3, 0.1)])  # 3-digit operands > 99
+    with pytest.raises(ValueError, match="max_value"):
+        ArithmeticTask(max_value=5)
     with pytest.raises(ValueError, match="n_operands"):
         Level(1, 1, 2, 0.1)
     with pytest.raises(ValueError, match="digits"):
@@ -247,7 +251,7 @@ def test_bad_task_config():
 
 
 def test_custom_levels():
-    t = ArithmeticTask(levels=[Level(2, 3, 3, 0.0), Level(6, 1, 1, 1.0)], check_probs=(0, 1))
+    t = ArithmeticTask(levels=[Level(2, 3, 3, 0.0), Level(6, 1, 1, 1.0)], check_probs=(0, 1), max_value=999)
     probs = t.problems(20, seed=0)
     rng = np.random.default_rng(0)
     for p in probs:

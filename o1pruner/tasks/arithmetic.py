@@ -1,16 +1,18 @@
 """A synthetic long-thought arithmetic task that shows length disharmony.
 
-Problems are chains of additions and subtractions (``812-345+67``) at five
-difficulty levels. A "long-thought" reference solution first guesses the result
+Problems are chains of additions and subtractions (``52-34+7``) at five
+difficulty levels (2 to 6 numbers; every running total stays in 0..99, so
+each step is a small addition or subtraction that a tiny character-level model
+learns, while the one-jump result of a long chain is out of its reach). A "long-thought" reference solution first guesses the result
 in one jump, then re-verifies it step by step a random number of times (0-3,
 drawn from one fixed distribution whatever the difficulty) and boxes the
 answer::
 
-    Q:812-345+67
-    812-345+67=524?
-    check 812-345=467+67=534 no
-    check 812-345=467+67=534 ok
-    so the answer is \\boxed{534}
+    Q:52-34+7
+    52-34+7=35?
+    check 52-34=18+7=25 no
+    check 52-34=18+7=25 ok
+    so the answer is \\boxed{25}
 
 The guess is reliable on easy problems and often wrong on hard ones (the data
 injects slips at a rate that grows with the level), so a check is redundant on
@@ -53,8 +55,9 @@ PROMPT_TEMPLATE = "Q:{expr}\n"
 #: benchmarks/feasibility.md.
 ANSWER_PREFIX = "so the answer is "
 
-#: Largest running total; every step of a chain stays in [0, MAX_VALUE].
-MAX_VALUE = 999
+#: Default largest running total: every step of a chain stays in
+#: [0, max_value], so each step is a 1-2 digit addition or subtraction.
+MAX_VALUE = 99
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,10 @@ class Level:
 #: Default levels, easiest first (index 0 is level 1).
 LEVELS: Tuple[Level, ...] = (
     Level(2, 1, 2, 0.03),
-    Level(3, 1, 2, 0.10),
-    Level(3, 2, 3, 0.50),
-    Level(4, 2, 3, 0.70),
-    Level(5, 2, 3, 0.85),
+    Level(3, 1, 1, 0.10),
+    Level(4, 1, 2, 0.50),
+    Level(5, 1, 2, 0.70),
+    Level(6, 1, 2, 0.85),
 )
 
 #: P(k) for k = 0, 1, 2, 3 verification passes in a long-thought solution; the
@@ -125,7 +128,7 @@ class Problem:
 
     @property
     def expr(self) -> str:
-        """The expression as written, e.g. ``"812-345+67"``."""
+        """The expression as written, e.g. ``"52-34+7"``."""
         parts = [str(self.operands[0])]
         for op, x in zip(self.ops, self.operands[1:]):
             parts.append(op + str(x))
@@ -152,7 +155,7 @@ class Problem:
         return format_prompt(self)
 
     def chain(self) -> str:
-        """The step-by-step computation, e.g. ``"812-345=467+67=534"``."""
+        """The step-by-step computation, e.g. ``"52-34=18+7=25"``."""
         parts = [str(self.operands[0])]
         for op, x, t in zip(self.ops, self.operands[1:], self.totals):
             parts.append(f"{op}{x}={t}")
@@ -209,15 +212,14 @@ def _split_of(expr: str, heldout_fraction: float) -> str:
     return "heldout" if h / 2.0**64 < heldout_fraction else "train"
 
 
-def _slip(value: int, rng: np.random.Generator) -> int:
-    """A plausible wrong result near `value` (a digit slip), >= 0 and != value."""
-    deltas = (1, 2, 9, 10, 11, 20, 100)
+def _slip(value: int, max_value: int, rng: np.random.Generator) -> int:
+    """A plausible wrong result near `value` (a digit or carry slip), in
+    [0, max_value] and != value."""
+    deltas = (1, 2, 9, 10, 11, 20)
     while True:
         d = int(deltas[rng.integers(len(deltas))])
-        if d == 100 and value < 100:
-            d = 10
         cand = value + d if rng.random() < 0.5 else value - d
-        if 0 <= cand <= MAX_VALUE and cand != value:
+        if 0 <= cand <= max_value and cand != value:
             return cand
 
 
@@ -231,6 +233,9 @@ class ArithmeticTask:
     check_probs : sequence of float, optional
         P(k) of k = 0..len-1 verification passes in a long-thought solution,
         the same at every level (default :data:`CHECK_PROBS`). Must sum to 1.
+    max_value : int, default 99
+        Largest running total (and operand); every step of a chain stays in
+        ``[0, max_value]``.
     heldout_fraction : float, default 0.2
         Share of all expressions that belong to the held-out split. The split
         of an expression is a hash of its text, so train and held-out problems
@@ -252,6 +257,7 @@ class ArithmeticTask:
         levels: Optional[Sequence[Level]] = None,
         check_probs: Optional[Sequence[float]] = None,
         heldout_fraction: float = 0.2,
+        max_value: int = MAX_VALUE,
     ) -> None:
         self.levels: Tuple[Level, ...] = tuple(LEVELS if levels is None else levels)
         if not self.levels:
@@ -268,6 +274,12 @@ class ArithmeticTask:
         if not 0.0 < heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: must be in (0, 1), got {heldout_fraction}")
         self.heldout_fraction = float(heldout_fraction)
+        if isinstance(max_value, bool) or not isinstance(max_value, (int, np.integer)) or max_value < 9:
+            raise ValueError(f"max_value: must be an int >= 9, got {max_value!r}")
+        self.max_value = int(max_value)
+        for i, lv in enumerate(self.levels):
+            if 10 ** (lv.min_digits - 1) > self.max_value:
+                raise ValueError(f"levels: level {i + 1} has operands of {lv.min_digits} digits > max_value {self.max_value}")
 
     @property
     def n_levels(self) -> int:
@@ -286,7 +298,7 @@ class ArithmeticTask:
         def number() -> int:
             nd = int(rng.integers(lv.min_digits, lv.max_digits + 1))
             lo = 1 if nd == 1 else 10 ** (nd - 1)
-            return int(rng.integers(lo, 10**nd))
+            return int(rng.integers(lo, min(10**nd, self.max_value + 1)))
 
         while True:
             operands = [number()]
@@ -296,7 +308,7 @@ class ArithmeticTask:
             for _ in range(lv.n_operands - 1):
                 for _attempt in range(20):
                     x = number()
-                    can_add, can_sub = total + x <= MAX_VALUE, total - x >= 0
+                    can_add, can_sub = total + x <= self.max_value, total - x >= 0
                     if can_add or can_sub:
                         break
                 else:
@@ -380,7 +392,7 @@ class ArithmeticTask:
     def draw_guess(self, problem: Problem, rng: np.random.Generator) -> int:
         """The one-jump first attempt: right, or a slip with the level's rate."""
         if rng.random() < self.levels[problem.level - 1].guess_error:
-            return _slip(problem.answer, rng)
+            return _slip(problem.answer, self.max_value, rng)
         return problem.answer
 
     @staticmethod

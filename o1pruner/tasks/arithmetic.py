@@ -73,12 +73,17 @@ class Level:
     guess_error : float
         Probability that a long-thought solution's one-jump guess is wrong
         (a slip that a verification pass, when there is one, corrects).
+    first_max_digits : int or None
+        Upper digit count of the first operand when it differs from
+        `max_digits` (the default levels start from a 1-2 digit number and
+        add or subtract 1-digit numbers).
     """
 
     n_operands: int
     min_digits: int
     max_digits: int
     guess_error: float
+    first_max_digits: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.n_operands < 2:
@@ -88,17 +93,21 @@ class Level:
                 f"min_digits, max_digits: need 1 <= min_digits <= max_digits <= 3, "
                 f"got {self.min_digits}, {self.max_digits}"
             )
+        if self.first_max_digits is not None and not self.min_digits <= self.first_max_digits <= 3:
+            raise ValueError(
+                f"first_max_digits: need min_digits <= first_max_digits <= 3, got {self.first_max_digits}"
+            )
         if not 0.0 <= self.guess_error <= 1.0:
             raise ValueError(f"guess_error: must be in [0, 1], got {self.guess_error}")
 
 
 #: Default levels, easiest first (index 0 is level 1).
 LEVELS: Tuple[Level, ...] = (
-    Level(2, 1, 2, 0.03),
-    Level(3, 1, 1, 0.10),
-    Level(4, 1, 2, 0.50),
-    Level(5, 1, 2, 0.70),
-    Level(6, 1, 2, 0.85),
+    Level(2, 1, 1, 0.05, first_max_digits=2),
+    Level(3, 1, 1, 0.15, first_max_digits=2),
+    Level(4, 1, 1, 0.50, first_max_digits=2),
+    Level(5, 1, 1, 0.70, first_max_digits=2),
+    Level(6, 1, 1, 0.85, first_max_digits=2),
 )
 
 #: P(k) for k = 0, 1, 2, 3 verification passes in a long-thought solution; the
@@ -295,13 +304,14 @@ class ArithmeticTask:
     def _random_problem(self, level: int, rng: np.random.Generator) -> Problem:
         lv = self.levels[level - 1]
 
-        def number() -> int:
-            nd = int(rng.integers(lv.min_digits, lv.max_digits + 1))
+        def number(first: bool = False) -> int:
+            top = lv.first_max_digits if (first and lv.first_max_digits is not None) else lv.max_digits
+            nd = int(rng.integers(lv.min_digits, top + 1))
             lo = 1 if nd == 1 else 10 ** (nd - 1)
             return int(rng.integers(lo, min(10**nd, self.max_value + 1)))
 
         while True:
-            operands = [number()]
+            operands = [number(first=True)]
             ops: List[str] = []
             total = operands[0]
             ok = True

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+import o1pruner
 from o1pruner import io
 from o1pruner.cli import main
 
@@ -147,5 +148,9 @@ def test_cli_bad_input(tmp_path, capsys):
 
 
 def test_console_entry_point_runs(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "o1pruner.cli", "build", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # run from elsewhere, importing the package under test (not the source tree)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg_root)
+    r = subprocess.run([sys.executable, "-m", "o1pruner.cli", "build", "--help"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--samples-per-problem" in r.stdout

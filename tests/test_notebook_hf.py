@@ -12,6 +12,8 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("accelerate")
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+
+import o1pruner  # noqa: E402
 pytest.importorskip("ipykernel")
 
 NB = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "03_hugging_face.ipynb"
@@ -26,7 +28,8 @@ def test_notebook_is_stripped():
 
 def test_notebook_runs(tmp_path):
     nb = nbformat.read(NB, as_version=4)
-    root = str(pathlib.Path(__file__).resolve().parents[1])
+    # the folder holding the o1pruner under test (installed or built in place)
+    root = str(pathlib.Path(o1pruner.__file__).resolve().parents[1])
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = root + (os.pathsep + env_path if env_path else "")
     try:

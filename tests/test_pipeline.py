@@ -23,7 +23,8 @@ from o1pruner.prompts import PromptTemplate, as_template
 import pipeline_helpers as H
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(TESTS)
+# the folder holding the o1pruner package that is being tested (installed or in place)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
 
 
 # ---- problems -------------------------------------------------------------------

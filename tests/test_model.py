@@ -366,6 +366,9 @@ def test_generation_deterministic_under_seed(rng):
     np.testing.assert_array_equal(a.tokens, b.tokens)
     np.testing.assert_array_equal(a.tokens, d.tokens)
     assert np.mean(a.tokens != c.tokens) > 0.3
+    arr = np.array([p[:1] for p in prompts])  # an int array (B, T0) is a batch of prompts
+    np.testing.assert_array_equal(m.generate(arr, seed=7, **kw).tokens,
+                                  m.generate([list(r) for r in arr], seed=7, **kw).tokens)
     e = m.generate(prompts[1:2], seed=7, **kw)  # alone it is prompt 0 of its batch
     np.testing.assert_array_equal(e.tokens[0], m.generate(prompts[1:2] + prompts[:1], seed=7, **kw).tokens[0])
 

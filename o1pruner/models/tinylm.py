@@ -631,7 +631,7 @@ class TinyLM:
 
         Parameters
         ----------
-        prompts : list of str or of token-id sequences
+        prompts : list of str or of token-id sequences, or int array (B, T0)
             Strings need a tokenizer; each prompt needs >= 1 token, and
             its length plus ``max_new_tokens`` must fit the context.
         tokenizer : object, optional
@@ -671,6 +671,8 @@ class TinyLM:
         TypeError
             String prompts without a tokenizer, non-integer ids.
         """
+        if isinstance(prompts, np.ndarray) and prompts.ndim == 2:  # equal-length prompts
+            prompts = list(prompts)
         if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)):
             raise TypeError(f"prompts: expected a list of prompts, got {type(prompts).__name__}"
                             + ("; wrap a single prompt in a list" if isinstance(prompts, str) else ""))

@@ -2,16 +2,19 @@
  * (not part of the public C contract). Every function here is serial: the
  * callers run them on one contiguous group of sequences per thread.
  *
- * Threading of the model (model.c, model_generate.c): the batch is split
- * into contiguous groups of sequences of about equal cost, one per thread,
- * and each thread runs the whole network on its group (its rows of every
- * activation), calling BLAS single-threaded. Sequences are independent, so
- * there is one parallel region per forward, backward or decoding step
- * instead of one per operation, and one thread pool (OpenMP) instead of
- * OpenMP and OpenBLAS's pthreads fighting over the cores. When the batch
- * cannot be split evenly (e.g. one sequence) the work runs on the calling
- * thread and BLAS uses its own threads. Results are deterministic for a given
- * thread count; different counts differ by float rounding (so does BLAS).
+ * Threading of the model: one parallel region per forward, backward or
+ * decoding step instead of one per operation, and one thread pool (OpenMP,
+ * BLAS single-threaded inside) instead of OpenMP and OpenBLAS's pthreads
+ * fighting over the cores. Training (model.c): the batch is split into
+ * contiguous groups of sequences of about equal cost, one per thread, and
+ * each thread runs the whole network on its group (its rows of every
+ * activation) with no barrier; when the batch cannot be split evenly (e.g.
+ * one sequence) the work runs on the calling thread and BLAS uses its own
+ * threads. Generation (model_generate.c): the rows of a step are few, so
+ * matmuls are split by output columns (each weight packed once per step)
+ * and the row-wise work by groups of sequences, with barriers between.
+ * Results are deterministic for a given thread count; different counts
+ * differ by float rounding (so does OpenBLAS's sgemm).
  */
 #ifndef O1P_MODEL_OPS_H
 #define O1P_MODEL_OPS_H

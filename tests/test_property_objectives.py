@@ -9,7 +9,7 @@ from hypothesis.extra import numpy as hnp
 import o1pruner
 from o1pruner import reference as ref
 
-from property_support import (Rejected, assert_close_scaled, check_call, float_arrays, laid_out,
+from property_support import (COUNTS, Rejected, assert_close_scaled, check_call, float_arrays, laid_out,
                               maybe_odd, mostly, seen_as, shape_of, with_dtype)
 
 MOD = "objectives"
@@ -119,6 +119,14 @@ def test_ppo_clip_loss(data):
     with np.errstate(all="ignore"):
         loss, grad, stats = ref.ppo_clip_loss(LP, RF, A, M, float(kw["eps_low"]), float(kw["eps_high"]), ratio,
                                               agg, kw["dual_clip"], kw["logratio_clamp"])
+    if ratio == "token":
+        # per-token work is float32 (as PyTorch): -A * r beyond its range is
+        # +-inf there by design, where the float64 reference stays finite
+        with np.errstate(all="ignore"):
+            bound = np.abs(A).max(initial=0) * max(stats["ratio_max"], 2.0, kw["dual_clip"] or 0)
+        if not bound < np.finfo(np.float32).max / 8:
+            COUNTS[MOD]["returned (float32 overflow by design, not compared)"] += 1
+            return
     rmax = max(abs(stats["ratio_max"]), 1.0) if np.isfinite(stats["ratio_max"]) else 1.0
     scale = np.abs(A).max(initial=0) * (rmax + 1) * (1 + np.abs(np.nan_to_num(LP, posinf=0, neginf=0)).max(initial=0))
     assert_close_scaled(res.loss, loss, scale, rtol=1e-5, what="loss")

@@ -19,7 +19,10 @@ Public API (NumPy arrays in and out):
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
   :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`;
-  :func:`build_dataset_streaming` for files of any size
+  :func:`build_dataset_streaming` for files of any size; :class:`Trainer`
+  (:class:`TrainConfig`) fine-tunes the built-in model (PPO-clip with a fixed
+  or dual-ascent lambda, or the SFT-shortest baseline), :class:`TinyLMGenerator`
+  samples it; ``o1pruner.demo.run_demo`` runs the whole method on the built-in task
 - with real models (optional extras, imported on demand): :mod:`o1pruner.torch`,
   :mod:`o1pruner.hf`, :mod:`o1pruner.integrations` (TRL, verl, Ray)
 - fused LM head: :func:`fused_linear_logprobs`,
@@ -60,6 +63,7 @@ from .evaluation import EvalResult, compare, compare_buckets, difficulty_report,
 from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
 from .prompts import PromptTemplate
 from .streaming import build_dataset_streaming
+from .training import TinyLMGenerator, TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
@@ -94,6 +98,9 @@ __all__ = [
     "compare_buckets",
     "difficulty_report",
     "EvalResult",
+    "Trainer",
+    "TrainConfig",
+    "TinyLMGenerator",
     "sequence_logprobs",
     "sequence_logprobs_backward",
     "ppo_clip_loss",

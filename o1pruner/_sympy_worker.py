@@ -9,6 +9,7 @@ it when an item takes too long: nothing here needs to be interruptible.
 """
 
 import json
+import os
 import re
 import sys
 
@@ -218,8 +219,11 @@ if __name__ == "__main__":
     try:
         import resource
 
-        # a runaway simplification must not take the machine with it
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        # a runaway simplification must not take the machine with it (not
+        # under AddressSanitizer, whose shadow memory already spans terabytes
+        # of address space: the sanitizer CI run preloads it into every child)
+        if "libasan" not in os.environ.get("LD_PRELOAD", ""):
+            resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
     except (ImportError, ValueError, OSError):
         pass
     main()

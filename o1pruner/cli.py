@@ -1,5 +1,6 @@
-"""The ``o1pruner`` command line: ``info``, and the pipeline over JSONL files
-(``presample``, ``build``, ``evaluate``) for users' own models and data."""
+"""The ``o1pruner`` command line: ``info``, ``demo`` (the whole method on the
+built-in task), and the pipeline over JSONL files (``presample``, ``build``,
+``train``, ``evaluate``) for users' own models and data."""
 
 from __future__ import annotations
 
@@ -89,11 +90,54 @@ def _gen_kwargs(args) -> dict:
     return kw
 
 
+def _load_tinylm(path: str):
+    from .models import TinyLM
+
+    if path == "reference":
+        try:
+            from .models import load_reference
+        except ImportError:
+            raise CLIError("--model: the shipped reference model is not in this build; pass a checkpoint folder") from None
+        return load_reference()
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
+        raise CLIError(f"--model: {path!r} is not a model folder (config.json + model.safetensors)")
+    return TinyLM.load(path, optimizer=False)
+
+
+def _generator_and_tokenizer(args, required: bool = True):
+    """(generate callable, tokenizer) from --generator or --model (a built-in
+    TinyLM checkpoint, with the built-in tokenizer unless --tokenizer)."""
+    tok = load_tokenizer(args.tokenizer)
+    if getattr(args, "model", None):
+        if args.generator:
+            raise CLIError("--model: give either --model or --generator, not both")
+        from .training import TinyLMGenerator
+
+        if tok is None:
+            from .tasks import CharTokenizer
+
+            tok = CharTokenizer()
+        gen = TinyLMGenerator(_load_tinylm(args.model), tok, max_new_tokens=args.max_new_tokens,
+                              add_bos=not args.no_bos)
+        return gen, tok
+    if not args.generator:
+        if required:
+            raise CLIError("--generator: required (the model to sample), or --model DIR for a built-in TinyLM")
+        return None, tok
+    return load_object(args.generator, "generator"), tok
+
+
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and prompt")
     g.add_argument("--generator", metavar="SPEC",
                    help="the model: MODULE:NAME or FILE.py:NAME of a callable prompts -> outputs (str, or objects/dicts with "
                         "text and token_ids), or of an object with a .generate method; a class is instantiated")
+    g.add_argument("--model", metavar="DIR",
+                   help="instead of --generator: a built-in TinyLM checkpoint folder (e.g. the 'model' folder written by "
+                        "'o1pruner train'), or 'reference' for the shipped reference model; tokenizer: the built-in "
+                        "character tokenizer unless --tokenizer")
+    g.add_argument("--max-new-tokens", type=int, default=256, help="with --model: longest generated solution (default 256)")
+    g.add_argument("--no-bos", action="store_true", help="with --model: prompts without the BOS token")
     g.add_argument("--gen-arg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for the generator (repeatable; VALUE parsed as JSON when it can be), e.g. temperature=0.5")
     g.add_argument("--tokenizer", metavar="SPEC",
@@ -110,11 +154,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 def _cmd_presample(args: argparse.Namespace) -> int:
     from .pipeline import presample
 
-    if not args.generator:
-        raise CLIError("--generator: required (the model to sample)")
-    gen = load_object(args.generator, "generator")
+    gen, tok = _generator_and_tokenizer(args)
     recs = presample(
-        gen, args.problems, args.k, tokenizer=load_tokenizer(args.tokenizer), template=_template(args), out=args.out,
+        gen, args.problems, args.k, tokenizer=tok, template=_template(args), out=args.out,
         batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
         generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
         overwrite=args.overwrite, progress=not args.quiet,
@@ -167,15 +209,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import compare, evaluate, evaluate_samples
 
-    tok = load_tokenizer(args.tokenizer)
+    gen, tok = _generator_and_tokenizer(args, required=False)
     grader = load_object(args.grader, "grader") if args.grader else None
     common = dict(tokenizer=tok, grader=grader, ref_accuracy=args.ref_samples, confidence=args.confidence, seed=args.seed)
     if args.samples:
         res = evaluate_samples(args.samples, name=args.name, format=args.format, k=args.k, **common)
     else:
-        if not (args.generator and args.problems):
-            raise CLIError("evaluate: pass --samples FILE, or --generator SPEC with --problems FILE")
-        gen = load_object(args.generator, "generator")
+        if not (gen is not None and args.problems):
+            raise CLIError("evaluate: pass --samples FILE, or --generator SPEC (or --model DIR) with --problems FILE")
         res = evaluate(gen, args.problems, name=args.name, template=_template(args), batch_size=args.batch_size,
                        generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
     print(res)
@@ -205,6 +246,85 @@ def _nan_to_none(x):
     return x
 
 
+# ---- train ---------------------------------------------------------------------------------
+
+def _lam_arg(v: str):
+    if v == "auto":
+        return "auto"
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {v!r}") from None
+    if not (x >= 0 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {v!r}")
+    return x
+
+
+def _train_config(args, objective: str):
+    from .training import TrainConfig
+
+    kw = dict(objective=objective, epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+              lr=args.lr, warmup_ratio=args.warmup_ratio, max_grad_norm=None if args.max_grad_norm <= 0 else args.max_grad_norm,
+              eps_low=args.eps_low, eps_high=args.eps_high, ratio=args.ratio, aggregate=args.aggregate,
+              lam_lr=args.lam_lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    if objective == "ppo":
+        kw["lam"] = args.lam
+    return TrainConfig(**kw)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import Trainer
+
+    tok = load_tokenizer(args.tokenizer)
+    if tok is None:
+        from .tasks import CharTokenizer
+
+        tok = CharTokenizer()
+    if not os.path.exists(args.data):
+        raise CLIError(f"--data: file not found: {args.data}")
+    model = _load_tinylm(args.model)
+    cfg = _train_config(args, args.objective)
+    trainer = Trainer(model, args.data, tok, cfg, out_dir=args.out, template=_template(args), add_bos=not args.no_bos,
+                      progress=not args.quiet)
+    hist = trainer.train(resume=not args.no_resume)
+    last = hist[-1] if hist else {}
+    print(f"trained {trainer.step} steps on {len(trainer.data)} samples; last loss {last.get('loss', float('nan')):.4f}, "
+          f"clip fraction {last.get('clip_fraction', 0.0):.3f}" + (f", lambda {trainer.lam:.3f}" if trainer.lam is not None else ""))
+    print(f"wrote {os.path.join(args.out, 'model')} and {os.path.join(args.out, 'train_log.jsonl')}")
+    return 0
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from . import set_num_threads
+    from .demo import DemoSettings, format_levels, format_table, run_demo
+
+    if args.threads:
+        set_num_threads(args.threads)
+    settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
+    if args.lam is not None:
+        import dataclasses
+
+        if args.lam == "auto":
+            settings.o1pruner = dataclasses.replace(settings.o1pruner, lam="auto")
+        else:
+            settings.lam = float(args.lam)
+            if settings.o1pruner.lam is not None:
+                settings.o1pruner = dataclasses.replace(settings.o1pruner, lam=float(args.lam))
+    log = (lambda m: None) if args.quiet else print
+    res = run_demo(args.out, settings, reference=args.reference, plots=not args.no_plots, progress=not args.quiet, log=log)
+    print()
+    print(format_table(res))
+    print()
+    print("per difficulty level (held-out problems):")
+    print(format_levels(res))
+    print()
+    print(f"total {res['seconds']:.0f} s; results in {os.path.join(args.out, 'results.json')}"
+          + ("" if args.no_plots else "; plots: " + ", ".join(res.get("plots", []))))
+    return 0
+
+
 # ---- parser ----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +335,68 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("info", help="print the build configuration (BLAS, flags, SIMD, threads)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "demo", help="the whole method on the built-in task: presample, build, train (O1-Pruner and SFT-shortest), evaluate",
+        description="Run O1-Pruner end to end on the built-in arithmetic task with the shipped reference model: "
+                    "pre-sample the reference on training problems, build the weighted dataset and the SFT-shortest "
+                    "baseline, fine-tune a copy of the reference with each, evaluate the three models greedily on "
+                    "held-out problems and print a Table-2-like table (accuracy, mean length, AES, 95% intervals). "
+                    "Writes OUT/results.json, the samples, training logs and checkpoints, and PNG plots. Rerunning "
+                    "the same command after an interruption resumes (pre-sampling and training).",
+    )
+    p.add_argument("--quick", action="store_true", help="small settings (fewer problems and samples; noisier numbers), for CI and a first look")
+    p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of problems, sampling, dataset and training (default 0)")
+    p.add_argument("--lam", type=_lam_arg, metavar="X|auto",
+                   help="accuracy weight lambda of the reward (default: the demo's setting, see results.json), or 'auto' "
+                        "for the dual ascent that enforces the accuracy constraint")
+    p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "train", help="fine-tune a built-in TinyLM on a weighted dataset (O1-Pruner PPO-clip, or SFT)",
+        description="Step 3 of O1-Pruner for the built-in model: off-policy PPO-clip fine-tuning against the frozen "
+                    "reference (the model as loaded) on the records written by 'o1pruner build' (weights as "
+                    "advantages), or supervised fine-tuning (--objective sft, e.g. on 'build --sft-shortest 2'). "
+                    "Writes OUT/train_log.jsonl (one line per step), OUT/checkpoints/ and the final OUT/model. "
+                    "Rerunning the same command resumes from the last checkpoint. For Hugging Face / PyTorch models "
+                    "use o1pruner.hf.O1PrunerTrainer or the TRL / verl integrations.",
+    )
+    p.add_argument("--data", required=True, metavar="FILE.jsonl",
+                   help="training records: prompt (or problem + --template), token_ids or solution, and weight "
+                        "(or length, correct, ref_mean_length, ref_accuracy to recompute it with --lam)")
+    p.add_argument("--model", default="reference", metavar="DIR",
+                   help="the model to fine-tune, also the frozen reference: a TinyLM checkpoint folder, or 'reference' "
+                        "for the shipped model (default)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (logs, checkpoints, final model)")
+    p.add_argument("--objective", default="ppo", choices=["ppo", "sft"], help="ppo: O1-Pruner (default); sft: plain SFT")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1, as the public code)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per optimizer step (default 32)")
+    p.add_argument("--micro-batch-size", type=int, help="sequences per forward/backward (gradient accumulation; same result)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warmup share, then cosine to 0 (default 0.1)")
+    p.add_argument("--max-grad-norm", type=float, default=10.0, help="gradient-norm clip (default 10; <= 0: none)")
+    p.add_argument("--eps-low", type=float, default=0.2, help="PPO clip: ratio >= 1 - eps_low (default 0.2)")
+    p.add_argument("--eps-high", type=float, default=0.2, help="PPO clip: ratio <= 1 + eps_high (default 0.2)")
+    p.add_argument("--ratio", default="sequence_mean", choices=["sequence_mean", "token"],
+                   help="importance ratio: length-normalised sequence ratio (public code, default) or per token (TRL/verl)")
+    p.add_argument("--aggregate", help="loss aggregation (see o1pruner.ppo_clip_loss; default: that of the ratio mode)")
+    p.add_argument("--lam", type=_lam_arg, metavar="X|auto",
+                   help="recompute the weights with this lambda, or 'auto' for dual ascent on lambda (default: use the records' weights)")
+    p.add_argument("--lam-lr", type=float, default=5.0, help="dual ascent step size eta (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order (default 0)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: only at the end)")
+    p.add_argument("--tokenizer", metavar="SPEC", help="tokenizer (MODULE:NAME / FILE.py:NAME; default: the built-in character tokenizer)")
+    p.add_argument("--template", metavar="TEXT", help="render prompts from 'problem' with this user turn ({problem}) instead of the records' 'prompt'")
+    p.add_argument("--system", metavar="TEXT", help="system turn for --template")
+    p.add_argument("--no-bos", action="store_true", help="prompts without the BOS token")
+    p.add_argument("--no-resume", action="store_true", help="fail if OUT holds a checkpoint instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
         "presample", help="draw K samples per problem from a model, grade and measure them (JSONL, resumable)",

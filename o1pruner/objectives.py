@@ -245,7 +245,8 @@ def ppo_clip_loss(
     ------
     ValueError
         Shapes that disagree (the message names both arguments), B or T of 0,
-        non-finite advantages, a valid `logp` / `ref_logp` entry that is NaN or
+        non-finite advantages (with ``ratio="token"``: beyond the float32
+        range, as the per-token work is float32), a valid `logp` / `ref_logp` entry that is NaN or
         +-inf (a -inf log-prob makes the ratio 0 or NaN: mask such tokens
         out), eps outside (0, 1), ``dual_clip <= 1``, ``logratio_clamp <= 0``,
         an unknown `ratio` / `aggregate` (the message lists the choices), an

@@ -76,7 +76,9 @@ def token_logprobs(logits, targets, temperature=1.0, ignore_index=-100):
     logp[i] = z[i, t_i] - lse[i], lse[i] = log sum_j exp z[i, j],
     entropy[i] = -sum_j p_ij log p_ij = lse[i] - sum_j p_ij z_ij.
     Rows whose target is ignore_index give 0 for all three. Entries of -inf
-    (a masked vocabulary) have p = 0 and add nothing to the entropy.
+    (a masked vocabulary) have p = 0 and add nothing to the entropy. Every
+    sum runs on z - max (the entropy as log s - sum p (z - m), the same value):
+    with large logits, lse - sum p z would cancel catastrophically.
     """
     z = np.asarray(logits, dtype=np.float64) / temperature
     t = np.asarray(targets, dtype=np.int64)
@@ -86,12 +88,13 @@ def token_logprobs(logits, targets, temperature=1.0, ignore_index=-100):
         if t[i] == ignore_index:
             continue
         m = z[i].max()
-        s = np.exp(z[i] - m).sum()
+        zc = z[i] - m
+        s = np.exp(zc).sum()
         lse[i] = m + np.log(s)
-        p = np.exp(z[i] - lse[i])
+        p = np.exp(zc) / s
         finite = p > 0
-        ent[i] = lse[i] - (p[finite] * z[i][finite]).sum()
-        logp[i] = z[i, t[i]] - lse[i]
+        ent[i] = np.log(s) - (p[finite] * zc[finite]).sum()
+        logp[i] = zc[t[i]] - np.log(s)
     return logp, ent, lse
 
 
@@ -109,11 +112,10 @@ def token_logprobs_backward(logits, targets, grad_logp, grad_entropy=None, tempe
     for i in range(z.shape[0]):
         if t[i] == ignore_index:
             continue
-        m = z[i].max()
-        lse = m + np.log(np.exp(z[i] - m).sum())
-        p = np.exp(z[i] - lse)
+        zc = z[i] - z[i].max()          # centred: no cancellation in zf - ez
+        p = np.exp(zc) / np.exp(zc).sum()
         finite = p > 0
-        zf = np.where(finite, z[i], 0.0)
+        zf = np.where(finite, zc, 0.0)
         ez = (p * zf).sum()
         row = -grad_logp[i] * p
         row[t[i]] += grad_logp[i]

@@ -148,16 +148,20 @@ def length_harmonizing_reward(
     >>> o1pruner.length_harmonizing_reward([50, 200], [1, 0], 100.0, 0.5, lam=2.0).tolist()
     [2.0, -1.5]
     """
-    shape = np.shape(lengths)
     return _core.length_harmonizing_reward(
-        lengths, correct, _fill(ref_mean_length, shape), _fill(ref_accuracy, shape), lam
+        lengths, correct, _fill(ref_mean_length, lengths), _fill(ref_accuracy, lengths), lam
     )
 
 
-def _fill(x, shape):
-    """A plain real scalar becomes a constant array of `shape`; anything else
-    goes to the C core as is (which validates it)."""
+def _fill(x, like):
+    """A plain real scalar becomes a constant array of the shape of `like`;
+    anything else goes to the C core as is (which validates it, and reports
+    a `like` that is not an array)."""
     if isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool):
+        try:
+            shape = np.shape(like)
+        except (ValueError, TypeError):  # ragged: the core names `lengths`
+            return x
         return np.full(shape, x, dtype=np.float64)
     return x
 

@@ -32,3 +32,24 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# ---- property-based tests (tests/test_property_*.py) ---------------------------
+# Profiles: "ci" (the default, a modest budget so the suite stays short) and
+# "long" (the figures of the README's Reliability section):
+#     pytest tests/test_property_*.py --hypothesis-profile=long
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_PROFILE = dict(deadline=None, derandomize=False, print_blob=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.filter_too_much])
+settings.register_profile("ci", max_examples=40, **_PROFILE)
+settings.register_profile("long", max_examples=2000, **_PROFILE)
+settings.load_profile(os.environ.get("O1P_HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter):
+    from property_support import summary_lines
+
+    for line in summary_lines():
+        terminalreporter.write_line(line)

@@ -3,7 +3,9 @@
  * to the kernel with the GIL released. */
 #include "arrays.h"
 
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 
 #include "bind.h"
 #include "ppo.h"
@@ -228,6 +230,22 @@ static PyObject *py_ppo_clip_loss(PyObject *self, PyObject *args, PyObject *kwds
     if (o1p_check_dim(adv, "advantages", 0, B, "logp (one advantage per sequence)") < 0 ||
         o1p_check_finite(adv, "advantages", 0) < 0)
         goto fail;
+    if (ratio == PPO_RATIO_TOKEN) {
+        /* the per-token work is float32: a larger advantage would silently
+         * become inf there */
+        const double *a = (const double *)PyArray_DATA(adv);
+        for (npy_intp b = 0; b < B; b++) {
+            if (fabs(a[b]) > (double)FLT_MAX) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%.9g", a[b]);
+                PyErr_Format(PyExc_ValueError,
+                             "advantages: %s at index %zd is beyond the float32 range that "
+                             "ratio='token' computes in",
+                             buf, (Py_ssize_t)b);
+                goto fail;
+            }
+        }
+    }
     grad = (PyArrayObject *)PyArray_EMPTY(2, PyArray_DIMS(lp), NPY_FLOAT32, 0);
     if (grad == NULL) goto fail;
 

@@ -1,0 +1,122 @@
+"""Figures of an O1-Pruner run: length histograms before and after, length
+and accuracy per difficulty bucket, training curves. Built on
+``matplotlib.figure.Figure`` without pyplot, so they work headless (Agg) and
+display inline in Jupyter; each function returns the Figure."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["length_histograms", "per_difficulty", "training_curves", "save_figure"]
+
+_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
+
+
+def _figure(w: float, h: float):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("plots need matplotlib (pip install matplotlib)") from None
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def save_figure(fig, path: str, dpi: int = 120) -> None:
+    """Save a figure as PNG (Agg canvas; no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi)
+
+
+def length_histograms(results: Mapping[str, Any], *, bins: int = 40, title: Optional[str] = None):
+    """Histograms of the generated lengths of several models on the same
+    problems (e.g. reference vs pruned), with each mean marked.
+
+    Parameters
+    ----------
+    results : {name: EvalResult}
+    bins : int
+    """
+    fig = _figure(7.5, 3.8)
+    ax = fig.add_subplot()
+    lengths = {k: np.asarray(v.lengths, dtype=np.float64) for k, v in results.items()}
+    allv = np.concatenate([v for v in lengths.values() if v.size])
+    edges = np.histogram_bin_edges(allv, bins=bins) if allv.size else bins
+    for (name, L), c in zip(lengths.items(), _COLORS):
+        ax.hist(L, bins=edges, histtype="stepfilled", alpha=0.25, color=c)
+        ax.hist(L, bins=edges, histtype="step", color=c, linewidth=1.5, label=f"{name} (mean {L.mean():.1f})")
+        ax.axvline(L.mean(), color=c, linestyle="--", linewidth=1)
+    ax.set_xlabel("length of the greedy solution (tokens)")
+    ax.set_ylabel("problems")
+    ax.legend(frameon=False)
+    ax.set_title(title or "Solution lengths on held-out problems")
+    return fig
+
+
+def per_difficulty(results: Mapping[str, Any], *, xlabel: str = "difficulty level"):
+    """Mean length and accuracy per difficulty bucket, grouped bars per
+    model, with the 95% intervals of each bucket as error bars.
+
+    Parameters
+    ----------
+    results : {name: EvalResult}
+        Results with the same buckets (e.g. the task's levels).
+    """
+    fig = _figure(10, 3.8)
+    ax_len, ax_acc = fig.subplots(1, 2)
+    names = list(results)
+    buckets = [b["bucket"] for b in results[names[0]].buckets]
+    x = np.arange(len(buckets))
+    width = 0.8 / max(1, len(names))
+    for j, (name, c) in enumerate(zip(names, _COLORS)):
+        bmap = {b["bucket"]: b for b in results[name].buckets}
+        rows = [bmap.get(k) for k in buckets]
+        L = np.array([r["mean_length"] if r else np.nan for r in rows])
+        Lci = np.array([r["length_ci"] if r else (np.nan, np.nan) for r in rows], dtype=np.float64)
+        A = np.array([100 * r["accuracy"] if r else np.nan for r in rows])
+        Aci = 100 * np.array([r["accuracy_ci"] if r else (np.nan, np.nan) for r in rows], dtype=np.float64)
+        off = (j - (len(names) - 1) / 2) * width
+        ax_len.bar(x + off, L, width, color=c, label=name,
+                   yerr=np.abs(np.stack([L - Lci[:, 0], Lci[:, 1] - L])), capsize=2, error_kw={"linewidth": 0.8})
+        ax_acc.bar(x + off, A, width, color=c, label=name,
+                   yerr=np.abs(np.stack([A - Aci[:, 0], Aci[:, 1] - A])), capsize=2, error_kw={"linewidth": 0.8})
+    for ax in (ax_len, ax_acc):
+        ax.set_xticks(x, [str(b) for b in buckets])
+        ax.set_xlabel(xlabel)
+    ax_len.set_ylabel("mean length (tokens)")
+    ax_len.set_title("Length per difficulty")
+    ax_acc.set_ylabel("accuracy (%)")
+    ax_acc.set_title("Accuracy per difficulty")
+    lo = np.nanmin([100 * b["accuracy"] for r in results.values() for b in r.buckets] + [100.0])
+    ax_acc.set_ylim(max(0.0, min(lo - 10, 90)), 101)
+    ax_len.legend(frameon=False, fontsize=8)
+    return fig
+
+
+def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]):
+    """Per-step training logs (:attr:`o1pruner.Trainer.history`) of one or
+    more runs: loss, clip fraction, sequence ratio (mean with min-max band),
+    approximate KL, lambda and learning rate."""
+    panels = [("loss", "loss"), ("clip_fraction", "clip fraction"), ("ratio_mean", "ratio (mean, min-max)"),
+              ("approx_kl", "approx. KL(ref || policy)"), ("lam", "lambda"), ("lr", "learning rate")]
+    fig = _figure(12, 6)
+    axes = fig.subplots(2, 3).ravel()
+    for (key, label), ax in zip(panels, axes):
+        for (name, hist), c in zip(histories.items(), _COLORS):
+            steps = np.array([h["step"] for h in hist])
+            vals = np.array([np.nan if h.get(key) is None else h[key] for h in hist], dtype=np.float64)
+            if not np.isfinite(vals).any():
+                continue
+            ax.plot(steps, vals, color=c, label=name, linewidth=1.3)
+            if key == "ratio_mean":
+                lo = np.array([h["ratio_min"] for h in hist], dtype=np.float64)
+                hi = np.array([h["ratio_max"] for h in hist], dtype=np.float64)
+                ax.fill_between(steps, lo, hi, color=c, alpha=0.15)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("step", fontsize=9)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not used", ha="center", va="center", transform=ax.transAxes, color="gray")
+    axes[0].legend(frameon=False, fontsize=8)
+    return fig

@@ -1,0 +1,42 @@
+"""Tiny models and training records for the trainer and demo tests (and
+for the subprocess the checkpoint-kill test runs): seconds, not minutes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from o1pruner.models import TinyLM, TinyLMConfig
+from o1pruner.tasks import ArithmeticTask, CharTokenizer
+
+TOK = CharTokenizer()
+
+
+def tiny_model(seed: int = 0, context: int = 256) -> TinyLM:
+    cfg = TinyLMConfig(vocab_size=TOK.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, max_position_embeddings=context, bos_token_id=TOK.bos_token_id,
+                       eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
+    return TinyLM(cfg, seed=seed)
+
+
+def tiny_samples(n_problems: int = 6, k: int = 4, seed: int = 0):
+    """Pre-sampled-like records of the built-in task (long-thought solutions
+    with their true correctness and character lengths)."""
+    task = ArithmeticTask()
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, p in enumerate(task.problems(n_problems, split="train", seed=seed, levels=[1, 3])):
+        for j in range(k):
+            sol = task.long_solution(p, rng)
+            out.append({"problem_id": i, "sample_index": j, "problem": p.expr, "ground_truth_answer": str(p.answer),
+                        "difficulty": p.level, "prompt": f"Q:{p.expr}\n", "solution": sol.text,
+                        "correct": bool(sol.correct), "length": len(sol.text)})
+    return out
+
+
+def tiny_records(n: int = 12, seed: int = 0):
+    """Training records with random weights."""
+    rng = np.random.default_rng(seed)
+    recs = tiny_samples(n_problems=(n + 1) // 2, k=2, seed=seed)[:n]
+    for r in recs:
+        r["weight"] = float(rng.normal())
+    return recs

@@ -34,8 +34,14 @@ def level_report(
     tokenizer: Optional[CharTokenizer] = None,
     max_new_tokens: int = MAX_NEW_TOKENS,
     batch_size: int = 256,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    sample_seed: int = 0,
 ) -> Dict[str, Any]:
-    """Greedy decoding of held-out problems, summarised per level.
+    """Decoding of held-out problems (greedy by default), summarised per level.
+
+    Prompts are encoded as the pipeline encodes them: the beginning-of-sequence
+    token, then ``tokenizer.encode("Q:<expr>\\n")``.
 
     Parameters
     ----------
@@ -52,6 +58,11 @@ def level_report(
     max_new_tokens : int
     batch_size : int
         Prompts decoded together.
+    temperature, top_p : float
+        Decoding settings (0: greedy). ``temperature=1`` is the pre-sampling
+        temperature of ``o1pruner demo``.
+    sample_seed : int
+        Seed of the sampling (with ``temperature > 0``).
 
     Returns
     -------
@@ -62,14 +73,15 @@ def level_report(
         (mean verification passes), ``guess_accuracy`` (first attempt right),
         ``well_formed`` (share following the format), ``truncated`` (share
         hitting `max_new_tokens`); ``all``: the same over every problem;
-        ``seconds``: wall time of the decoding.
+        ``seconds``: wall time of the decoding; ``temperature``, ``top_p``.
     """
     task = task if task is not None else ArithmeticTask()
     tok = tokenizer if tokenizer is not None else CharTokenizer()
     problems = task.problems(per_level * task.n_levels, split="heldout", seed=seed)
     t0 = time.perf_counter()
-    gen = model.generate([p.prompt for p in problems], tok, max_new_tokens=max_new_tokens, temperature=0.0,
-                         batch_size=batch_size)
+    prompts = [[tok.bos_token_id] + tok.encode(p.prompt) for p in problems]
+    gen = model.generate(prompts, tok, max_new_tokens=max_new_tokens, temperature=float(temperature), top_p=float(top_p),
+                         seed=int(sample_seed), batch_size=batch_size)
     seconds = time.perf_counter() - t0
     texts = gen.texts
     correct = task.grade(texts, problems)
@@ -92,7 +104,7 @@ def level_report(
         r.update(row(levels == lv))
         rows.append(r)
     return {"levels": rows, "all": row(np.ones(len(problems), bool)), "seconds": seconds,
-            "per_level": int(per_level), "seed": int(seed)}
+            "per_level": int(per_level), "seed": int(seed), "temperature": float(temperature), "top_p": float(top_p)}
 
 
 def format_report(report: Dict[str, Any]) -> str:
@@ -113,6 +125,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the shipped reference model)")
     ap.add_argument("--per-level", type=int, default=200, help="held-out problems per level (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=123, help="seed of the problem draw (default: %(default)s)")
+    ap.add_argument("--temperature", type=float, default=1.0,
+                    help="temperature of the sampled report, printed after the greedy one (default: %(default)s, the "
+                         "pre-sampling temperature of `o1pruner demo`; 0: greedy only)")
     ap.add_argument("--threads", type=int, default=None, help="threads of the C core (default: all CPUs)")
     a = ap.parse_args(argv)
     from .. import _config
@@ -122,8 +137,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _config.set_num_threads(a.threads)
     model = load_reference() if a.checkpoint is None else TinyLM.load(a.checkpoint, optimizer=False)
     rep = level_report(model, per_level=a.per_level, seed=a.seed)
+    print(f"Greedy decoding, {a.per_level} held-out problems per level ({rep['seconds']:.1f} s):\n")
     print(format_report(rep))
-    print(f"\n{a.per_level} held-out problems per level, greedy decoding, {rep['seconds']:.1f} s")
+    if a.temperature > 0:
+        rep = level_report(model, per_level=a.per_level, seed=a.seed, temperature=a.temperature)
+        print(f"\nSampled at temperature {a.temperature:g}, one sample per problem ({rep['seconds']:.1f} s):\n")
+        print(format_report(rep))
     return 0
 
 

@@ -11,10 +11,10 @@ Every choice (data, order, initialisation, schedule) is derived from the
 seed, so a run is reproducible for a given seed and thread count (the
 thread count changes the order of floating-point sums, hence the last bits).
 
-Sequences are the prompt followed by the response and the end-of-sequence
-token, without a beginning-of-sequence token (``tokenizer.encode(prompt)``,
-the way :meth:`TinyLM.generate` and :func:`o1pruner.presample` encode
-prompts); the loss is the mean negative log-likelihood of the response tokens
+Sequences are the beginning-of-sequence token, the prompt, the response and
+the end-of-sequence token (``[bos] + tokenizer.encode(prompt)``, the way the
+pipeline encodes prompts: :class:`o1pruner.training.TinyLMGenerator` and
+:class:`o1pruner.training.Trainer` with their default ``add_bos=True``); the loss is the mean negative log-likelihood of the response tokens
 (and the end-of-sequence token), the prompt is not scored.
 """
 
@@ -91,7 +91,7 @@ class SFTSettings:
         Global gradient-norm clip.
     """
 
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 32
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
@@ -109,11 +109,12 @@ class SFTSettings:
 
 
 def encode_examples(tokenizer: Any, pairs: Sequence[Tuple[str, str]]) -> List[Tuple[List[int], int]]:
-    """Token ids of (prompt, response) pairs: ``encode(prompt) + encode(response)
-    + [eos]``, with the prompt's length (positions predicting it are not scored)."""
+    """Token ids of (prompt, response) pairs: ``[bos] + encode(prompt) +
+    encode(response) + [eos]``, with the length of ``[bos] + encode(prompt)``
+    (positions predicting it are not scored)."""
     out = []
     for prompt, response in pairs:
-        p = tokenizer.encode(prompt)
+        p = [tokenizer.bos_token_id] + tokenizer.encode(prompt)
         r = tokenizer.encode(response)
         out.append((p + r + [tokenizer.eos_token_id], len(p)))
     return out

@@ -132,7 +132,7 @@ for rnd in range(a.rounds):
 
 r_ref = run_eval(ref, "reference")
 r_new = run_eval(model, "new")
-row = compare(r_ref, {"new": r_new}, seed=a.seed, as_pandas=False).rows[0]
+row = compare(r_ref, {"new": r_new}, seed=a.seed, as_pandas=False).rows[-1]
 lv_ref, lv_new = per_level(r_ref), per_level(r_new)
 rec = {"tag": a.tag, "ckpt": a.ckpt, "baseline": a.baseline, "rounds": a.rounds, "lam": a.lam, "m": a.m,
        "normalize": a.normalize, "ntrain": a.ntrain, "K": a.K, "config": cfg, "rounds_info": stats,

@@ -50,9 +50,14 @@ def load_reference() -> TinyLM:
     --------
     >>> from o1pruner.models import load_reference
     >>> from o1pruner.tasks import CharTokenizer
-    >>> model = load_reference()
-    >>> out = model.generate(["Q:3+4\\n"], CharTokenizer(), temperature=0, max_new_tokens=120)
-    >>> out.texts[0].endswith("\\\\boxed{7}")
-    True
+    >>> model, tok = load_reference(), CharTokenizer()
+    >>> prompt = [tok.bos_token_id] + tok.encode("Q:3+4\\n")  # as the pipeline encodes prompts
+    >>> out = model.generate([prompt], tok, temperature=0, max_new_tokens=120)
+    >>> print(out.texts[0])
+    3+4=7?
+    check 3+4=7 ok
+    check 3+4=7 ok
+    check 3+4=7 ok
+    so the answer is \\boxed{7}
     """
     return TinyLM.load(reference_path(), optimizer=False)

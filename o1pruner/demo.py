@@ -30,13 +30,27 @@ DEMO_TEMPLATE = "Q:{problem}\n"
 
 #: O1-Pruner fine-tuning of the demo (tuned on the shipped reference model,
 #: benchmarks/feasibility.md "The C model"): the public code's objective
-#: (sequence-mean ratio, eps 0.2, lambda 2, dataset normalisation) on all K
-#: samples per problem.
+#: (sequence-mean ratio, lambda 2, clip (-2, 4), dataset normalisation) with
+#: two documented non-default options: all K samples per problem
+#: (``samples_per_problem=None``) and a lower clip bound of 1 - 0.05
+#: (``eps_low=0.05``, upper bound kept at 1 + 0.2).
 DEMO_LR = 2e-4
 DEMO_EPOCHS = 3
 DEMO_EPOCHS_QUICK = 6
-DEMO_NOTE = ("O1-Pruner with the public code's objective and weights, except samples_per_problem=None (all K samples "
-             "per problem kept instead of the public code's 2): see benchmarks/feasibility.md, 'The C model'.")
+DEMO_EPS_LOW = 0.05
+#: With ``lam="auto"`` (``o1pruner demo --lam auto``) the dual ascent
+#: estimates the accuracy with the length-normalised ratio, per problem
+#: (the library's default whole-sequence, global estimate let lambda run
+#: away to ~20 and damaged the easiest level: feasibility.md).
+DEMO_DUAL = {"dual_ratio": "sequence_mean", "dual_estimator": "problem"}
+DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except two documented non-default options: "
+             "samples_per_problem=None (all K samples per problem kept instead of the public code's 2) and "
+             "eps_low=0.05 (PPO clip range [0.95, 1.2] instead of [0.8, 1.2]); with lam='auto' the dual ascent uses "
+             "dual_ratio='sequence_mean', dual_estimator='problem'. See benchmarks/feasibility.md, 'The C model'.")
+
+
+def _demo_o1pruner_config(epochs: int) -> TrainConfig:
+    return TrainConfig(lr=DEMO_LR, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **DEMO_DUAL)
 
 
 @dataclass
@@ -83,7 +97,7 @@ class DemoSettings:
     lam: float = 2.0
     samples_per_problem: Optional[int] = None
     sft_n: int = 2
-    o1pruner: TrainConfig = field(default_factory=lambda: TrainConfig(lr=DEMO_LR, epochs=DEMO_EPOCHS, batch_size=32))
+    o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
     seed: int = 0
     note: str = DEMO_NOTE
@@ -98,7 +112,7 @@ class DemoSettings:
         """Small settings (``--quick``): fewer problems and samples, for CI
         and notebooks; the numbers are noisier."""
         base = cls(n_train=150, k=4, n_eval=150,
-                   o1pruner=TrainConfig(lr=DEMO_LR, epochs=DEMO_EPOCHS_QUICK, batch_size=32),
+                   o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK),
                    sft=TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
         return dataclasses.replace(base, **overrides)
 
@@ -129,9 +143,12 @@ def non_default_options(settings: "DemoSettings") -> List[str]:
             out.append(f"{name}={v!r} (default: {default!r})")
     lib = TrainConfig().to_dict()
     mine = settings.o1pruner.to_dict()
+    auto = mine.get("lam") == "auto"
     for name, default in lib.items():
         if name in ("lr", "epochs", "batch_size", "micro_batch_size", "seed", "checkpoint_every", "keep_checkpoints"):
             continue
+        if not auto and name in ("lam_init", "lam_lr", "lam_max", "dual_ratio", "dual_estimator"):
+            continue  # only used by the dual ascent
         if mine.get(name) != default:
             out.append(f"{name}={mine.get(name)!r} (default: {default!r})")
     return out

@@ -36,7 +36,8 @@ DEMO_TEMPLATE = "Q:{problem}\n"
 #: (``eps_low=0.05``, upper bound kept at 1 + 0.2).
 DEMO_LR = 2e-4
 DEMO_EPOCHS = 3
-DEMO_EPOCHS_QUICK = 6
+DEMO_EPOCHS_QUICK = 8
+DEMO_LR_QUICK = 3e-4  # --quick: 600 samples, so fewer steps per epoch
 DEMO_EPS_LOW = 0.05
 #: With ``lam="auto"`` (``o1pruner demo --lam auto``) the dual ascent
 #: estimates the accuracy with the length-normalised ratio, per problem
@@ -49,8 +50,8 @@ DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except two 
              "dual_ratio='sequence_mean', dual_estimator='problem'. See benchmarks/feasibility.md, 'The C model'.")
 
 
-def _demo_o1pruner_config(epochs: int) -> TrainConfig:
-    return TrainConfig(lr=DEMO_LR, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **DEMO_DUAL)
+def _demo_o1pruner_config(epochs: int, lr: float) -> TrainConfig:
+    return TrainConfig(lr=lr, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **DEMO_DUAL)
 
 
 @dataclass
@@ -97,7 +98,7 @@ class DemoSettings:
     lam: float = 2.0
     samples_per_problem: Optional[int] = None
     sft_n: int = 2
-    o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS))
+    o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
     seed: int = 0
     note: str = DEMO_NOTE
@@ -112,7 +113,7 @@ class DemoSettings:
         """Small settings (``--quick``): fewer problems and samples, for CI
         and notebooks; the numbers are noisier."""
         base = cls(n_train=150, k=4, n_eval=150,
-                   o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK),
+                   o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
                    sft=TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
         return dataclasses.replace(base, **overrides)
 

@@ -83,7 +83,14 @@ class DemoSettings:
     sft_n : int
         Shortest correct samples per problem of the SFT baseline.
     o1pruner, sft : TrainConfig
-        Fine-tuning of O1-Pruner and of the SFT-shortest baseline.
+        Fine-tuning of O1-Pruner and of the SFT-shortest baseline. The
+        demo's O1-Pruner run is the public code's objective with lr 2e-4 x 3
+        epochs (``--quick``: 3e-4 x 8), ``eps_low=0.05`` (clip range [0.95,
+        1.2]: the negative weights cannot push the digits of correct checks
+        down as far as with 0.2) and, used only when ``lam == "auto"``,
+        ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``.
+        :func:`non_default_options` lists what differs from the library's
+        defaults; the demo prints it.
     seed : int
     note : str
         Why these settings (recorded in results.json).

@@ -46,3 +46,19 @@ def test_demo_settings_documented_options():
         assert s.sft.objective == "sft"
     assert quick.n_train < full.n_train and quick.n_eval <= full.n_eval
     assert "samples_per_problem" in full.note
+
+
+def test_non_default_options_lists_departures():
+    from o1pruner.demo import non_default_options
+
+    plain = non_default_options(DemoSettings.full())
+    assert any(x.startswith("samples_per_problem=None") for x in plain)
+    assert any(x.startswith("eps_low=0.05") for x in plain)
+    assert not any(x.startswith("dual_") for x in plain)  # only used by the dual ascent
+    s = DemoSettings.full()
+    s.o1pruner = dataclasses.replace(s.o1pruner, lam="auto")
+    auto = non_default_options(s)
+    assert any(x.startswith("lam='auto'") for x in auto)
+    assert any(x.startswith("dual_estimator='problem'") for x in auto)
+    lib = DemoSettings.full(samples_per_problem=2, o1pruner=TrainConfig(lr=5e-4, epochs=7))
+    assert non_default_options(lib) == []

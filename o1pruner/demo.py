@@ -81,7 +81,8 @@ class DemoSettings:
         every check on the easiest level (about 1 in 8) are too rare for the
         model to learn to skip there.
     sft_n : int
-        Shortest correct samples per problem of the SFT baseline.
+        Shortest correct samples per problem of the SFT baseline (trained
+        with the same learning rate, epochs and batch size as O1-Pruner).
     o1pruner, sft : TrainConfig
         Fine-tuning of O1-Pruner and of the SFT-shortest baseline. The
         demo's O1-Pruner run is the public code's objective with lr 2e-4 x 3
@@ -106,7 +107,8 @@ class DemoSettings:
     samples_per_problem: Optional[int] = None
     sft_n: int = 2
     o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_LR, epochs=DEMO_EPOCHS,
+                                                                 batch_size=32))
     seed: int = 0
     note: str = DEMO_NOTE
 
@@ -121,7 +123,7 @@ class DemoSettings:
         and notebooks; the numbers are noisier."""
         base = cls(n_train=150, k=4, n_eval=150,
                    o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
-                   sft=TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
+                   sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
         return dataclasses.replace(base, **overrides)
 
     def to_dict(self) -> Dict[str, Any]:

@@ -165,3 +165,17 @@ def test_report_cli_on_checkpoint(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Greedy decoding" in out and "Sampled at temperature 1" in out
     assert out.count("| all |") == 2
+
+
+def test_checkpoint_is_package_data():
+    """Every file of the shipped checkpoint is listed as package data (so a
+    wheel ships it; checked by hand with `pip wheel .` + listing the wheel)."""
+    tomllib = pytest.importorskip("tomllib")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "pyproject.toml")
+    if not os.path.isfile(path):
+        pytest.skip("not running from a source tree")
+    with open(path, "rb") as f:
+        data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["o1pruner.models"]
+    for name in os.listdir(reference_path()):
+        assert f"reference_checkpoint/{name}" in data

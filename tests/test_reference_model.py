@@ -29,9 +29,12 @@ def test_shipped_checkpoint_files():
     assert info["dtype"] == "float16"
     assert info["stopped_early"] is False
     assert info["steps"] == info["settings"]["steps"]
-    # the measured behaviour is recorded per level
+    # the measured behaviour is recorded per level, greedy and sampled
     levels = info["history"][-1]["report"]["levels"]
     assert [r["level"] for r in levels] == list(range(1, ArithmeticTask().n_levels + 1))
+    for kind in ("greedy", "sampled"):
+        rep = info["behaviour"][kind]
+        assert rep["per_level"] == 200 and len(rep["levels"]) == ArithmeticTask().n_levels
 
 
 def test_load_reference_matches_task_and_answers():
@@ -66,7 +69,7 @@ def _tiny_run(tmp_path, name, seed=0, steps=6):
     settings = trm.SFTSettings(steps=steps, batch_size=4, warmup=2)
     cfg = trm.reference_config(**TINY_ARCH)
     return trm.train_reference(str(tmp_path / name), seed=seed, settings=settings, config=cfg, eval_every=0,
-                               eval_per_level=1, progress=False)
+                               eval_per_level=1, progress=False, report_per_level=1)
 
 
 def test_train_reference_tiny_writes_checkpoint(tmp_path, capsys):
@@ -77,6 +80,8 @@ def test_train_reference_tiny_writes_checkpoint(tmp_path, capsys):
     assert saved["steps"] == 6 and saved["settings"]["batch_size"] == 4 and saved["seed"] == 0
     assert np.isfinite(saved["loss"]) and saved["tokens"] > 0
     assert len(saved["history"]) == 1 and len(saved["history"][0]["report"]["levels"]) == ArithmeticTask().n_levels
+    assert saved["behaviour"]["greedy"]["temperature"] == 0.0 and saved["behaviour"]["sampled"]["temperature"] == 1.0
+    assert saved["behaviour"]["greedy"]["all"]["n"] == ArithmeticTask().n_levels
     loaded = TinyLM.load(str(d), optimizer=False)
     for (n1, v1), (n2, v2) in zip(model.named_parameters(), loaded.named_parameters()):
         assert n1 == n2
@@ -130,7 +135,7 @@ def test_train_reference_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     rc = trm.main(["--out", str(out), "--steps", "3", "--batch-size", "2", "--hidden-size", "16",
                    "--intermediate-size", "32", "--layers", "1", "--eval-every", "0", "--eval-per-level", "1",
-                   "--no-progress"])
+                   "--report-per-level", "0", "--no-progress"])
     assert rc == 0
     assert (out / "model.safetensors").is_file()
     assert "saved" in capsys.readouterr().out

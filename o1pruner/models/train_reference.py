@@ -35,7 +35,8 @@ import numpy as np
 from ..tasks.arithmetic import ArithmeticTask, CharTokenizer, Problem
 from .tinylm import TinyLM, TinyLMConfig
 
-__all__ = ["SFTSettings", "reference_config", "encode_examples", "pad_batch", "train_sft", "train_reference", "main"]
+__all__ = ["SFTSettings", "reference_config", "encode_examples", "pad_batch", "train_sft", "train_reference",
+           "measure_behaviour", "main"]
 
 
 def reference_config(tokenizer: Optional[CharTokenizer] = None, **overrides: Any) -> TinyLMConfig:
@@ -290,6 +291,7 @@ def train_reference(
     eval_per_level: int = 50,
     dtype: str = "float16",
     progress: bool = True,
+    report_per_level: int = 200,
 ) -> Tuple[TinyLM, Dict[str, Any]]:
     """Train the reference model from scratch (SFT on long-thought solutions).
 
@@ -319,6 +321,12 @@ def train_reference(
         Storage type of the saved parameters.
     progress : bool
         tqdm progress bars and log lines.
+    report_per_level : int
+        Held-out problems per level of the final measurement (0: none) of the
+        saved checkpoint (parameters rounded to `dtype`): greedy and sampled
+        at temperature 1 (the demo's pre-sampling), the tables of
+        ``python -m o1pruner.models.reference_report`` (same problems);
+        stored as ``behaviour`` in training.json.
 
     Returns
     -------
@@ -363,11 +371,32 @@ def train_reference(
     }
     if out is not None:
         model.save(out, optimizer=False, dtype=dtype)
+    if report_per_level:
+        info["behaviour"] = measure_behaviour(TinyLM.load(out, optimizer=False) if out is not None else model,
+                                              task=task, per_level=int(report_per_level), tokenizer=tok,
+                                              progress=progress)
+    if out is not None:
         from ._safetensors import atomic_write_bytes
 
         atomic_write_bytes(os.path.join(out, "training.json"),
                            (json.dumps(info, indent=1, sort_keys=True) + "\n").encode())
     return model, info
+
+
+def measure_behaviour(model: TinyLM, *, task: Optional[ArithmeticTask] = None, per_level: int = 200,
+                      tokenizer: Optional[CharTokenizer] = None, progress: bool = False) -> Dict[str, Any]:
+    """Per-level behaviour of `model` on held-out problems: ``{"greedy": report,
+    "sampled": report}`` (:func:`o1pruner.models.reference_report.level_report`
+    with its default problem seed; sampled at temperature 1, sampling seed 0).
+    The shipped checkpoint's is in ``reference_info()["behaviour"]``."""
+    from .reference_report import format_report, level_report
+
+    out = {"greedy": level_report(model, task=task, per_level=per_level, tokenizer=tokenizer),
+           "sampled": level_report(model, task=task, per_level=per_level, tokenizer=tokenizer, temperature=1.0)}
+    if progress:
+        for k, rep in out.items():
+            print(f"-- final checkpoint, {k}, {per_level} held-out problems per level\n" + format_report(rep), flush=True)
+    return out
 
 
 def _parse_probs(text: str) -> Tuple[float, ...]:
@@ -389,6 +418,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="threads of the C core (default: all CPUs)")
     ap.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (default: %(default)s)")
     ap.add_argument("--eval-per-level", type=int, default=50, help="held-out problems per level (default: %(default)s)")
+    ap.add_argument("--report-per-level", type=int, default=200,
+                    help="held-out problems per level of the final greedy and sampled measurement of the saved "
+                         "checkpoint (default: %(default)s; 0: none)")
     ap.add_argument("--check-probs", default=None, help="research: P(k) of k = 0.. verification passes, comma-separated")
     ap.add_argument("--hidden-size", type=int, default=None, help="research: model width")
     ap.add_argument("--intermediate-size", type=int, default=None, help="research: MLP width")
@@ -414,7 +446,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = reference_config(**over)
     _, info = train_reference(a.out, seed=a.seed, minutes=a.minutes, settings=settings, task=task, config=config,
                               threads=a.threads, eval_every=a.eval_every, eval_per_level=a.eval_per_level,
-                              dtype=a.dtype, progress=not a.no_progress)
+                              dtype=a.dtype, progress=not a.no_progress, report_per_level=a.report_per_level)
     print(f"saved {a.out}: {info['steps']} steps in {info['seconds']:.0f} s wall "
           f"({info['cpu_seconds']:.0f} CPU-s, {info['threads']} threads), final loss {info['loss']:.4f}")
     return 0

@@ -1,10 +1,11 @@
 """Measured behaviour of a model on the built-in arithmetic task, per
-difficulty level: greedy accuracy, mean length, verification passes written.
+difficulty level: accuracy, mean length, verification passes written, with
+greedy decoding and sampled at the demo's pre-sampling temperature (1).
 
     python -m o1pruner.models.reference_report                 # the shipped reference
     python -m o1pruner.models.reference_report --checkpoint DIR # another checkpoint
 
-prints the table the README quotes. Problems are drawn from the held-out
+prints the tables the README quotes. Problems are drawn from the held-out
 split (never seen in training), in equal numbers per level.
 """
 

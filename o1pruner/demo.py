@@ -42,16 +42,21 @@ DEMO_EPS_LOW = 0.05
 #: With ``lam="auto"`` (``o1pruner demo --lam auto``) the dual ascent
 #: estimates the accuracy with the length-normalised ratio, per problem
 #: (the library's default whole-sequence, global estimate let lambda run
-#: away to ~20 and damaged the easiest level: feasibility.md).
-DEMO_DUAL = {"dual_ratio": "sequence_mean", "dual_estimator": "problem"}
+#: away to ~20 and damaged the easiest level: feasibility.md), and with a
+#: dual step of 1 instead of 5: with 5, lambda fell from 2 to 0.58
+#: (full) and 1.2 (``--quick``, where the pruned model then skipped the check
+#: on level 2 and lost 10 points on held-out problems); the estimate is of
+#: the sampled accuracy on the training samples, which barely moves, so its
+#: noise alone walks lambda down.
+DEMO_DUAL = {"dual_ratio": "sequence_mean", "dual_estimator": "problem", "lam_lr": 1.0}
 DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except two documented non-default options: "
              "samples_per_problem=None (all K samples per problem kept instead of the public code's 2) and "
              "eps_low=0.05 (PPO clip range [0.95, 1.2] instead of [0.8, 1.2]); with lam='auto' the dual ascent uses "
-             "dual_ratio='sequence_mean', dual_estimator='problem'. See benchmarks/feasibility.md, 'The C model'.")
+             "dual_ratio='sequence_mean', dual_estimator='problem', lam_lr=1. See benchmarks/feasibility.md, 'The C model'.")
 
 
-def _demo_o1pruner_config(epochs: int, lr: float) -> TrainConfig:
-    return TrainConfig(lr=lr, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **DEMO_DUAL)
+def _demo_o1pruner_config(epochs: int, lr: float, **kw: Any) -> TrainConfig:
+    return TrainConfig(lr=lr, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **dict(DEMO_DUAL, **kw))
 
 
 @dataclass
@@ -89,7 +94,8 @@ class DemoSettings:
         epochs (``--quick``: 3e-4 x 8), ``eps_low=0.05`` (clip range [0.95,
         1.2]: the negative weights cannot push the digits of correct checks
         down as far as with 0.2) and, used only when ``lam == "auto"``,
-        ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``.
+        ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``,
+        ``lam_lr=1``.
         :func:`non_default_options` lists what differs from the library's
         defaults; the demo prints it.
     seed : int

@@ -237,15 +237,24 @@ int o1p_check_index_range(PyArrayObject *a, const char *name, int64_t lo, int64_
     npy_intp n = PyArray_SIZE(a);
     for (npy_intp i = 0; i < n; i++) {
         if ((v[i] < lo || v[i] >= hi) && v[i] != except) {
-            if (except >= lo || except < lo - 1)
-                PyErr_Format(PyExc_ValueError,
-                             "%s: value %lld at flat index %zd is outside [%lld, %lld) and is not "
-                             "the ignore index %lld",
-                             name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi,
-                             (long long)except);
-            else
-                PyErr_Format(PyExc_ValueError, "%s: value %lld at flat index %zd is outside [%lld, %lld)",
-                             name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi);
+            PyErr_Format(PyExc_ValueError,
+                         "%s: value %lld at flat index %zd is outside [%lld, %lld) and is not "
+                         "the ignore index %lld",
+                         name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi,
+                         (long long)except);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int o1p_check_ids(PyArrayObject *a, const char *name, int64_t lo, int64_t hi) {
+    const int64_t *v = (const int64_t *)PyArray_DATA(a);
+    npy_intp n = PyArray_SIZE(a);
+    for (npy_intp i = 0; i < n; i++) {
+        if (v[i] < lo || v[i] >= hi) {
+            PyErr_Format(PyExc_ValueError, "%s: value %lld at flat index %zd is outside [%lld, %lld)",
+                         name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi);
             return -1;
         }
     }

@@ -121,15 +121,24 @@ def test_four_threads_equal_serial(name, omp_threads):
 
 def test_all_entry_points_at_once():
     """Every case in its own thread at the same time, twice over (BLAS sgemm,
-    OpenMP regions and the grader's thread pool interleaved)."""
+    OpenMP regions and the grader's thread pool interleaved). Bit-identical,
+    except the raw BLAS call sgemm: OpenBLAS's thread count is process-wide,
+    and a kernel running BLAS inside its own parallel region sets it to 1 for
+    that time (o1p_blas_serial_begin), so a concurrent plain sgemm may run on
+    1 thread, whose blocking rounds differently (~1e-5 relative)."""
     want = {k: fn() for k, fn in CASES.items()}
     results, errors = {}, []
+
+    def same(k, r):
+        if k == "sgemm":
+            return np.allclose(r[0], want[k][0], rtol=1e-5, atol=1e-5 * np.abs(want[k][0]).max())
+        return _equal(r, want[k])
 
     def work(k):
         try:
             for _ in range(3):
                 r = CASES[k]()
-                if not _equal(r, want[k]):
+                if not same(k, r):
                     errors.append(k)
         except BaseException as e:  # noqa: BLE001
             errors.append((k, e))

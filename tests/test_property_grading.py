@@ -121,3 +121,44 @@ def test_grade_responses_is_extract_then_grade(data):
     want = o1pruner.grade_many(answers, golds, details=True)
     np.testing.assert_array_equal(res.verdict, want.verdict)
     np.testing.assert_array_equal(res.found, [a is not None for a in answers])
+
+
+# ---- the raw _core entry points (mode ids instead of names) -------------------------
+
+from o1pruner._loader import _core  # noqa: E402
+
+ID_TO_NAME = {v: k for k, v in EXTRACT_MODES.items()}
+mode_ids = st.lists(mostly(st.integers(0, 6), st.sampled_from([-1, 7, 2**40, -2**63, 1.5, "0", None, True])),
+                    max_size=4) | st.sampled_from([None, "ab", 3, [0] * 40])
+
+
+@given(ts=st.lists(texts, max_size=5), modes=mode_ids)
+def test_core_extract_equals_public(ts, modes):
+    try:
+        got = check_call(MOD, _core.grader_extract, (ts, modes), names=("texts", "modes"))
+    except Rejected:
+        return
+    assert isinstance(got, list) and len(got) == len(ts)
+    if isinstance(modes, list) and modes and all(type(m) is int and m in ID_TO_NAME for m in modes):
+        assert got == o1pruner.extract_answers(ts, [ID_TO_NAME[m] for m in modes])
+
+
+@given(preds=st.lists(texts | st.none(), max_size=4), modes=mode_ids | st.none(), data=st.data())
+def test_core_compare(preds, modes, data):
+    golds = data.draw(st.lists(latexish, min_size=len(preds), max_size=len(preds)))
+    try:
+        verdict, found = check_call(MOD, _core.grader_compare, (preds, golds, modes),
+                                    names=("predictions", "golds", "modes"))
+    except Rejected:
+        return
+    assert verdict.dtype == np.int8 and verdict.shape == (len(preds),) and found.dtype == bool
+    assert set(verdict.tolist()) <= {0, 1, 2}
+    if modes is None or (isinstance(modes, list) and not modes):
+        # the predictions are answers already (an empty mode list also means
+        # no extraction here, while grader_extract finds nothing with it)
+        np.testing.assert_array_equal(found, [p is not None for p in preds])
+        np.testing.assert_array_equal(verdict, o1pruner.grade_many(preds, golds, details=True).verdict)
+    else:  # extraction first: found where it found an answer, as extract_answers
+        answers = _core.grader_extract([p if p is not None else "" for p in preds], modes)
+        np.testing.assert_array_equal(found, [p is not None and a is not None for p, a in zip(preds, answers)])
+        assert not verdict[~found].any()

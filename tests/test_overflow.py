@@ -22,7 +22,9 @@ CHILD = textwrap.dedent(r'''
     from types import SimpleNamespace
     import numpy as np
     from numpy.lib.stride_tricks import as_strided
-    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, resource.RLIMIT_AS and resource.getrlimit(resource.RLIMIT_AS)[1]))
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    cap = 3 << 30 if hard == resource.RLIM_INFINITY else min(3 << 30, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
     import o1pruner as o
     from o1pruner._loader import _core
 

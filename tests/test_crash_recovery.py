@@ -116,3 +116,15 @@ def test_repeated_sigkill_during_checkpoint_writes(tmp_path):
     np.testing.assert_array_equal(final.flat_parameters, full.model.flat_parameters)
     assert _no_time(o1pruner.io.read_jsonl(out / "train_log.jsonl")) == _no_time(want)
     assert not any(d.endswith(".tmp") for d in os.listdir(ck_dir))
+
+
+def test_interrupted_pointer_write_leaves_no_temp_file(tmp_path):
+    """A SIGKILL inside the atomic write of checkpoints/LATEST leaves its temp
+    file (.LATEST.<random>.tmp); the next checkpoint removes it (it used to
+    stay forever: the clean-up only removed folders)."""
+    ds = o1pruner.build_dataset(TH.tiny_samples(5, 4))
+    Trainer(TH.tiny_model(), ds, TH.TOK, _cfg(), out_dir=tmp_path, progress=False).train(max_steps=2)
+    ck_dir = tmp_path / "checkpoints"
+    (ck_dir / ".LATEST.k1ll3d.tmp").write_text('{"dir": "step-0000')
+    Trainer(TH.tiny_model(), ds, TH.TOK, _cfg(), out_dir=tmp_path, progress=False).train()
+    assert sorted(os.listdir(ck_dir)) == ["LATEST", "step-000009"]

@@ -296,6 +296,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ---- demo ----------------------------------------------------------------------------------
 
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _apply_settings(settings, items: List[str]):
+    """``--set KEY=VALUE`` overrides of a :class:`o1pruner.demo.DemoSettings`:
+    KEY is one of its fields, or ``o1pruner.FIELD`` / ``sft.FIELD`` of the
+    training settings (:class:`o1pruner.TrainConfig`); VALUE is parsed as JSON
+    when it can be (``20``, ``1e-3``, ``null``, ``"auto"``), else a string."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(settings)}
+    for item in items:
+        if "=" not in item:
+            raise CLIError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, _, raw = item.partition("=")
+        key, value = key.strip(), _parse_value(raw)
+        head, _, sub = key.partition(".")
+        if head in ("o1pruner", "sft") and sub:
+            cfg = getattr(settings, head)
+            if sub not in {f.name for f in dataclasses.fields(cfg)}:
+                raise CLIError(f"--set: TrainConfig has no field {sub!r} (in {item!r})")
+            try:
+                settings = dataclasses.replace(settings, **{head: dataclasses.replace(cfg, **{sub: value})})
+            except (TypeError, ValueError) as e:
+                raise CLIError(f"--set {key}: {e}") from None
+        elif key in fields and key not in ("o1pruner", "sft"):
+            settings = dataclasses.replace(settings, **{key: value})
+        else:
+            raise CLIError(f"--set: the demo has no setting {key!r}; settings: "
+                           + ", ".join(sorted(fields - {"o1pruner", "sft"})) + ", o1pruner.FIELD, sft.FIELD")
+    return settings
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import set_num_threads
     from .demo import DemoSettings, format_levels, format_table, run_demo
@@ -303,6 +340,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.threads:
         set_num_threads(args.threads)
     settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
+    settings = _apply_settings(settings, args.set or [])
     if args.lam is not None:
         import dataclasses
 
@@ -352,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy weight lambda of the reward (default: the demo's setting, see results.json), or 'auto' "
                         "for the dual ascent that enforces the accuracy constraint")
     p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one demo setting (repeatable; VALUE parsed as JSON when it can be): a field of "
+                        "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
+                        "samples_per_problem, sft_n, ...) or o1pruner.FIELD / sft.FIELD of the two TrainConfigs, "
+                        "e.g. --set n_train=50 --set o1pruner.epochs=1; applied after --quick, before --lam")
     p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")

@@ -220,6 +220,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         res = evaluate(gen, args.problems, name=args.name, template=_template(args), batch_size=args.batch_size,
                        generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
     print(res)
+    if args.outputs:
+        from .io import write_jsonl
+
+        write_jsonl(args.outputs, res.samples)
+        print(f"wrote {args.outputs}")
     out = {"result": res.to_dict(samples=True)}
     if args.reference:
         ref = evaluate_samples(args.reference, name="reference", format=args.format, k=args.k, **common)
@@ -505,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--outputs", metavar="FILE.jsonl",
+                   help="write the evaluated outputs (problem, answer, solution, length, correct, bucket), one per line: "
+                        "a file --samples and --reference read back")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_generation_args(p)
     p.set_defaults(func=_cmd_evaluate)

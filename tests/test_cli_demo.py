@@ -50,22 +50,7 @@ def assert_png(path):
     assert data[:8] == PNG_MAGIC and len(data) > 5000, (path, len(data))
 
 
-# ---- help -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("cmd,flags", [
-    ("train", ["--data", "--model", "--out", "--objective", "--epochs", "--batch-size", "--lr", "--warmup-ratio",
-               "--max-grad-norm", "--ratio", "--aggregate", "--lam", "--lam-lr", "--no-resume", "--checkpoint-every"]),
-    ("demo", ["--quick", "--out", "--seed", "--lam", "--reference", "--set", "--no-plots", "--threads"]),
-    ("presample", ["--model", "--max-new-tokens", "--batch-size", "--seed", "--save-token-ids", "--no-resume"]),
-])
-def test_help_documents_each_command(capsys, cmd, flags):
-    with pytest.raises(SystemExit) as e:
-        main([cmd, "--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    for f in flags:
-        assert f in out, f"{cmd} --help does not mention {f}"
-
+# ---- entry points (--help of every command: test_cli_pipeline.py) ------------------------
 
 def test_python_dash_m_o1pruner(tmp_path):
     env = dict(os.environ, PYTHONPATH=PKG_ROOT)

@@ -69,10 +69,16 @@ def load_tokenizer(spec: Optional[str]) -> Any:
     return load_object(spec, "tokenizer")
 
 
-def _template(args) -> Any:
+def _template(args, builtin_model: bool = False) -> Any:
+    """The prompt template of --template / --system; with a built-in model
+    (--model) and neither flag, the prompt that model was trained on."""
     from .prompts import PromptTemplate
 
     if args.template is None and args.system is None:
+        if builtin_model:
+            from .demo import DEMO_TEMPLATE
+
+            return PromptTemplate(user=DEMO_TEMPLATE)
         return None
     return PromptTemplate(user=args.template or "{problem}", system=args.system)
 
@@ -143,7 +149,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tokenizer", metavar="SPEC",
                    help="counts lengths: MODULE:NAME / FILE.py:NAME of an object with encode(text) or __call__(text)['input_ids'], "
                         "or a local Hugging Face tokenizer folder; default: count the token ids the generator returns")
-    g.add_argument("--template", metavar="TEXT", help="user turn of the prompt, with {problem} (default: the bare problem)")
+    g.add_argument("--template", metavar="TEXT",
+                   help="user turn of the prompt, with {problem} (default: the bare problem; with --model, the built-in "
+                        "model's prompt 'Q:{problem}' and a newline)")
     g.add_argument("--system", metavar="TEXT", help="system turn of the prompt (default: none)")
     g.add_argument("--grader", metavar="SPEC",
                    help="grading function grader(responses, golds) -> bools (default: o1pruner.grading.grade_responses)")
@@ -156,7 +164,7 @@ def _cmd_presample(args: argparse.Namespace) -> int:
 
     gen, tok = _generator_and_tokenizer(args)
     recs = presample(
-        gen, args.problems, args.k, tokenizer=tok, template=_template(args), out=args.out,
+        gen, args.problems, args.k, tokenizer=tok, template=_template(args, builtin_model=bool(args.model)), out=args.out,
         batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
         generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
         overwrite=args.overwrite, progress=not args.quiet,
@@ -217,7 +225,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not (gen is not None and args.problems):
             raise CLIError("evaluate: pass --samples FILE, or --generator SPEC (or --model DIR) with --problems FILE")
-        res = evaluate(gen, args.problems, name=args.name, template=_template(args), batch_size=args.batch_size,
+        res = evaluate(gen, args.problems, name=args.name, template=_template(args, builtin_model=bool(args.model)),
+                       batch_size=args.batch_size,
                        generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
     print(res)
     if args.outputs:

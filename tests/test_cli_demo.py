@@ -73,13 +73,13 @@ def test_presample_build_train_evaluate_with_the_builtin_model(tmp_path, capsys,
     io.write_jsonl(probs, task_problems(task, 10, "train", 0))
     io.write_jsonl(held, task_problems(task, 10, "heldout", 0))
     samples = tmp_path / "samples.jsonl"
-    model = ["--model", ref_dir, "--max-new-tokens", 120, "--template", "Q:{problem}\n", "--quiet"]
+    model = ["--model", ref_dir, "--max-new-tokens", 120, "--quiet"]  # the built-in prompt by default
     code, out, err = run(capsys, "presample", "--problems", probs, "--k", 4, "--out", samples, "--save-token-ids",
                          "--gen-arg", "temperature=1.0", *model)
     assert code == 0, err
     assert "40 samples of 10 problems" in out
     recs = io.read_jsonl(samples)
-    assert all(r["length"] == len(r["token_ids"]) - (r["token_ids"][-1] == 2) or r["length"] > 0 for r in recs)
+    assert all(r["prompt"] == "Q:" + r["problem"] + "\n" and r["length"] > 0 and r["token_ids"] for r in recs)
 
     data = tmp_path / "train.jsonl"
     code, out, err = run(capsys, "build", "--samples", samples, "--out", data, "--lam", 2, "--samples-per-problem", 2)
@@ -119,7 +119,7 @@ def test_presample_build_train_evaluate_with_the_builtin_model(tmp_path, capsys,
     # evaluate the reference and the trained model greedily, then compare them
     for name, m in (("reference", ref_dir), ("pruned", run_dir / "model")):
         code, out, err = run(capsys, "evaluate", "--problems", held, "--model", m, "--max-new-tokens", 120,
-                             "--template", "Q:{problem}\n", "--name", name, "--json", tmp_path / f"{name}.json",
+                             "--name", name, "--json", tmp_path / f"{name}.json",
                              "--outputs", tmp_path / f"{name}.jsonl", "--quiet")
         assert code == 0, err
         assert f"{name}: accuracy" in out

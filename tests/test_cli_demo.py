@@ -276,3 +276,26 @@ def test_demo_settings_and_bad_input(tmp_path, capsys, ref_dir):
 def test_demo_settings_quick_is_smaller_than_full():
     q, f = DemoSettings.quick(), DemoSettings.full()
     assert q.n_train * q.k < f.n_train * f.k and q.n_eval <= f.n_eval
+
+
+def test_failed_build_and_evaluate_keep_existing_outputs(tmp_path, capsys):
+    good = {"problem_id": 0, "problem": "p", "ground_truth_answer": "1", "solution": "s \\boxed{1}", "length": 5,
+            "correct": True}
+    samples = tmp_path / "samples.jsonl"
+    io.write_jsonl(samples, [good, dict(good, length=7, correct=False)])
+    out, res = tmp_path / "train.jsonl", tmp_path / "eval.json"
+    assert run(capsys, "build", "--samples", samples, "--out", out)[0] == 0
+    assert run(capsys, "evaluate", "--samples", samples, "--json", res, "--outputs", tmp_path / "o.jsonl")[0] == 0
+    before = {p: p.read_bytes() for p in (out, res, tmp_path / "o.jsonl")}
+    # a corrupt line, a missing field, a zero length, an empty file: each named, nothing overwritten
+    cases = [(samples.read_text() + '{"problem_id": 1, "problem": "q",\n', "samples.jsonl:3: not valid JSON"),
+             (json.dumps({k: v for k, v in good.items() if k != "solution"}) + "\n", "samples.jsonl:1: missing field 'solution'"),
+             (json.dumps(dict(good, length=0)) + "\n", "samples.jsonl:1: field 'length' must be > 0"),
+             ("", "empty")]
+    for text, msg in cases:
+        samples.write_text(text)
+        code, _, err = run(capsys, "build", "--samples", samples, "--out", out)
+        assert code == 2 and msg in err, (msg, err)
+        code, _, err = run(capsys, "evaluate", "--samples", samples, "--json", res, "--outputs", tmp_path / "o.jsonl")
+        assert code == 2 and msg in err, (msg, err)
+        assert {p: p.read_bytes() for p in before} == before

@@ -64,7 +64,7 @@ def test_no_pyplot_and_no_display(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND", "WAYLAND_DISPLAY")}
     env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.png")], env=env, capture_output=True, text=True,
-                       timeout=120)
+                       timeout=120, cwd=str(tmp_path))  # not the source tree: `-c` puts the cwd first on sys.path
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["FigureCanvasAgg", "False"]
     assert_png(tmp_path / "h.png")

@@ -77,7 +77,7 @@ def batches(draw):
             targets[draw(hnp.arrays(bool, (B, T)))] = ig
         targets = draw(maybe_odd(draw(laid_out(draw(with_dtype(targets, INT_DTYPES))))))
     ids = draw(maybe_odd(draw(laid_out(draw(with_dtype(ids, INT_DTYPES))))))
-    # known gaps of the Python layer, pinned by test_known_unnamed_errors below
+    # ragged and out-of-range inputs: pinned by test_formerly_unnamed_errors below
     ids, mask, targets = (np.zeros((0, 0)) if _ragged(x) else x for x in (ids, mask, targets))
     if targets is None and (isinstance(ig, str) or isinstance(ig, int) and not -2**63 <= ig < 2**63):
         ig = -100
@@ -131,7 +131,7 @@ def test_logprobs_in_chunks_equal_forward(data):
     ids, mask, targets, ig, temp = data.draw(batches())
     bs = data.draw(mostly(st.integers(1, 4), st.sampled_from([0, -1, 1.5, "2", None, True]), p_odd=2))
     if mask is not None and np.ndim(mask) != 2:
-        mask = None  # pinned by test_known_unnamed_errors
+        mask = None  # pinned by test_formerly_unnamed_errors
     m = fresh_model()
     try:
         got = check_call(MOD, m.logprobs, (ids, mask, targets),
@@ -230,7 +230,7 @@ def test_generate(data):
                 assert out.tokens[b, 0] == int(np.argmax(z))
 
 
-KNOWN_GAPS = [
+FORMER_GAPS = [
     # ragged nested lists reach np.asarray in tinylm.py before any check: NumPy's
     # own ValueError, which names no argument
     (lambda m: m.forward([[1, 2], [3]]), "input_ids"),
@@ -253,11 +253,9 @@ KNOWN_GAPS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="o1pruner/models/tinylm.py validates these in Python after NumPy "
-                                       "fails (reported to the lead; models/ is not ours to edit)")
-@pytest.mark.parametrize("i", range(len(KNOWN_GAPS)))
-def test_known_unnamed_errors(i):
-    fn, name = KNOWN_GAPS[i]
+@pytest.mark.parametrize("i", range(len(FORMER_GAPS)))
+def test_formerly_unnamed_errors(i):
+    fn, name = FORMER_GAPS[i]
     with pytest.raises((ValueError, TypeError), match=name):
         fn(fresh_model())
 

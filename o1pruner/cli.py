@@ -372,6 +372,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("per difficulty level (held-out problems):")
     print(format_levels(res))
     print()
+    nd = res.get("non_default_options") or []
+    print("O1-Pruner options that differ from the public code's defaults: " + (", ".join(nd) if nd else "none"))
     print(f"total {res['seconds']:.0f} s; results in {os.path.join(args.out, 'results.json')}"
           + ("" if args.no_plots else "; plots: " + ", ".join(res.get("plots", []))))
     return 0

@@ -18,7 +18,8 @@ import numpy as np
 from . import io as _io
 from .training import TinyLMGenerator, TrainConfig, Trainer
 
-__all__ = ["DemoSettings", "run_demo", "format_table", "copy_model", "task_problems", "DEMO_TEMPLATE"]
+__all__ = ["DemoSettings", "run_demo", "format_table", "copy_model", "task_problems", "non_default_options",
+           "DEMO_TEMPLATE"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -26,6 +27,31 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: pipeline's ``{problem}`` form: the same prompt for sampling, training and
 #: evaluation.
 DEMO_TEMPLATE = "Q:{problem}\n"
+
+#: O1-Pruner fine-tuning of the demo (tuned on the shipped reference model,
+#: benchmarks/feasibility.md "The C model"): the public code's objective
+#: (sequence-mean ratio, lambda 2, clip (-2, 4), dataset normalisation) with
+#: two documented non-default options: all K samples per problem
+#: (``samples_per_problem=None``) and a lower clip bound of 1 - 0.05
+#: (``eps_low=0.05``, upper bound kept at 1 + 0.2).
+DEMO_LR = 2e-4
+DEMO_EPOCHS = 3
+DEMO_EPOCHS_QUICK = 8
+DEMO_LR_QUICK = 3e-4  # --quick: 600 samples, so fewer steps per epoch
+DEMO_EPS_LOW = 0.05
+#: With ``lam="auto"`` (``o1pruner demo --lam auto``) the dual ascent
+#: estimates the accuracy with the length-normalised ratio, per problem
+#: (the library's default whole-sequence, global estimate let lambda run
+#: away to ~20 and damaged the easiest level: feasibility.md).
+DEMO_DUAL = {"dual_ratio": "sequence_mean", "dual_estimator": "problem"}
+DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except two documented non-default options: "
+             "samples_per_problem=None (all K samples per problem kept instead of the public code's 2) and "
+             "eps_low=0.05 (PPO clip range [0.95, 1.2] instead of [0.8, 1.2]); with lam='auto' the dual ascent uses "
+             "dual_ratio='sequence_mean', dual_estimator='problem'. See benchmarks/feasibility.md, 'The C model'.")
+
+
+def _demo_o1pruner_config(epochs: int, lr: float) -> TrainConfig:
+    return TrainConfig(lr=lr, epochs=epochs, batch_size=32, eps_low=DEMO_EPS_LOW, **DEMO_DUAL)
 
 
 @dataclass
@@ -48,12 +74,24 @@ class DemoSettings:
     lam : float
         Lambda of the weighted dataset (and the start of the dual ascent
         when ``o1pruner.lam == "auto"``).
-    samples_per_problem : int
-        m, samples kept per problem (the public code's 2).
+    samples_per_problem : int or None
+        m, samples kept per problem (the public code's 2; None keeps all K).
+        The demo keeps all K (a documented non-default option of
+        :func:`o1pruner.build_dataset`): with m = 2 the few samples that skip
+        every check on the easiest level (about 1 in 8) are too rare for the
+        model to learn to skip there.
     sft_n : int
-        Shortest correct samples per problem of the SFT baseline.
+        Shortest correct samples per problem of the SFT baseline (trained
+        with the same learning rate, epochs and batch size as O1-Pruner).
     o1pruner, sft : TrainConfig
-        Fine-tuning of O1-Pruner and of the SFT-shortest baseline.
+        Fine-tuning of O1-Pruner and of the SFT-shortest baseline. The
+        demo's O1-Pruner run is the public code's objective with lr 2e-4 x 3
+        epochs (``--quick``: 3e-4 x 8), ``eps_low=0.05`` (clip range [0.95,
+        1.2]: the negative weights cannot push the digits of correct checks
+        down as far as with 0.2) and, used only when ``lam == "auto"``,
+        ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``.
+        :func:`non_default_options` lists what differs from the library's
+        defaults; the demo prints it.
     seed : int
     note : str
         Why these settings (recorded in results.json).
@@ -66,12 +104,13 @@ class DemoSettings:
     top_p: float = 1.0
     max_new_tokens: int = 230
     lam: float = 2.0
-    samples_per_problem: int = 2
+    samples_per_problem: Optional[int] = None
     sft_n: int = 2
-    o1pruner: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4, epochs=3, batch_size=32))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
+    o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_LR, epochs=DEMO_EPOCHS,
+                                                                 batch_size=32))
     seed: int = 0
-    note: str = ""
+    note: str = DEMO_NOTE
 
     @classmethod
     def full(cls, **overrides) -> "DemoSettings":
@@ -83,8 +122,8 @@ class DemoSettings:
         """Small settings (``--quick``): fewer problems and samples, for CI
         and notebooks; the numbers are noisier."""
         base = cls(n_train=150, k=4, n_eval=150,
-                   o1pruner=TrainConfig(lr=1e-4, epochs=3, batch_size=32),
-                   sft=TrainConfig(objective="sft", lr=1e-4, epochs=3, batch_size=32))
+                   o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
+                   sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
         return dataclasses.replace(base, **overrides)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -95,6 +134,34 @@ class DemoSettings:
 
 
 # ---- helpers ------------------------------------------------------------------------
+
+#: The public code's defaults the demo is compared against (build_dataset and
+#: TrainConfig defaults; the learning rate is the small model's).
+_LIBRARY_DEFAULTS = {"lam": 2.0, "samples_per_problem": 2}
+
+
+def non_default_options(settings: "DemoSettings") -> List[str]:
+    """The O1-Pruner options of `settings` that differ from the library's
+    defaults (the public code's): ``build_dataset`` arguments and
+    :class:`TrainConfig` fields, as ``"name=value (default: value)"``
+    strings. The learning rate, epochs, batch size and seed are run settings,
+    not listed."""
+    out = []
+    for name, default in _LIBRARY_DEFAULTS.items():
+        v = getattr(settings, name)
+        if v != default:
+            out.append(f"{name}={v!r} (default: {default!r})")
+    lib = TrainConfig().to_dict()
+    mine = settings.o1pruner.to_dict()
+    auto = mine.get("lam") == "auto"
+    for name, default in lib.items():
+        if name in ("lr", "epochs", "batch_size", "micro_batch_size", "seed", "checkpoint_every", "keep_checkpoints"):
+            continue
+        if not auto and name in ("lam_init", "lam_lr", "lam_max", "dual_ratio", "dual_estimator"):
+            continue  # only used by the dual ascent
+        if mine.get(name) != default:
+            out.append(f"{name}={mine.get(name)!r} (default: {default!r})")
+    return out
 
 def copy_model(model):
     """An independent copy of a TinyLM (parameters only, fresh optimizer)."""
@@ -283,6 +350,9 @@ def run_demo(
     t = time.perf_counter()
     ref = _load_reference(reference)
     log(f"reference: {ref!r}")
+    nondefault = non_default_options(s)
+    if nondefault:
+        log("O1-Pruner options that are non-default (differ from the public code's): " + ", ".join(nondefault))
     train_problems = task_problems(task, s.n_train, "train", s.seed)
     eval_problems = task_problems(task, s.n_eval, "heldout", s.seed)
     stage["load"] = time.perf_counter() - t
@@ -351,6 +421,7 @@ def run_demo(
                             "by_level": difficulty_report(samples, by="difficulty")}
     results["training"] = train_summary
     results["settings"] = s.to_dict()
+    results["non_default_options"] = nondefault
     results["stage_seconds"] = stage
     results["machine"] = {"threads": get_num_threads(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
                           "processor": platform.processor() or platform.machine()}

@@ -1,0 +1,64 @@
+"""o1pruner.demo on tiny settings with the shipped reference model: the whole
+loop runs, results.json has the numbers the tables print, the settings of
+`o1pruner demo` / `--quick` are the documented ones."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+from o1pruner.demo import DemoSettings, format_levels, format_table, run_demo
+from o1pruner.training import TrainConfig
+
+
+def tiny_settings(**kw):
+    base = DemoSettings.quick(n_train=10, k=2, n_eval=10, max_new_tokens=160,
+                              o1pruner=dataclasses.replace(DemoSettings.quick().o1pruner, epochs=1, batch_size=8),
+                              sft=dataclasses.replace(DemoSettings.quick().sft, epochs=1, batch_size=8))
+    return dataclasses.replace(base, **kw)
+
+
+def test_demo_tiny_end_to_end(tmp_path):
+    msgs = []
+    res = run_demo(tmp_path / "d", tiny_settings(), plots=False, progress=False, log=msgs.append)
+    for key in ("reference", "sft_shortest", "o1pruner"):
+        m = res[key]
+        assert 0 <= m["accuracy"] <= 1 and m["mean_length"] > 0 and m["n"] == 10
+        assert len(m["per_level"]) >= 1
+    assert res["training"]["o1pruner"]["samples"] == 20  # all K samples of 10 problems are kept
+    assert res["settings"]["samples_per_problem"] is None
+    saved = json.loads((tmp_path / "d" / "results.json").read_text())
+    assert saved["o1pruner"]["mean_length"] == pytest.approx(res["o1pruner"]["mean_length"])
+    table = format_table(res)
+    assert table.count("\n") == 4 and "O1-Pruner" in table and "SFT-shortest" in table
+    assert "| level |" in format_levels(res)
+    assert any("non-default" in m for m in msgs)  # the demo says which options differ from the library's
+
+
+def test_demo_settings_documented_options():
+    full, quick = DemoSettings.full(), DemoSettings.quick()
+    lib = TrainConfig()
+    for s in (full, quick):
+        # the demo's documented departures from the public code's defaults
+        assert s.samples_per_problem is None
+        assert s.o1pruner.objective == "ppo" and s.o1pruner.ratio == lib.ratio
+        assert s.sft.objective == "sft"
+    assert quick.n_train < full.n_train and quick.n_eval <= full.n_eval
+    assert "samples_per_problem" in full.note
+
+
+def test_non_default_options_lists_departures():
+    from o1pruner.demo import non_default_options
+
+    plain = non_default_options(DemoSettings.full())
+    assert any(x.startswith("samples_per_problem=None") for x in plain)
+    assert any(x.startswith("eps_low=0.05") for x in plain)
+    assert not any(x.startswith("dual_") for x in plain)  # only used by the dual ascent
+    s = DemoSettings.full()
+    s.o1pruner = dataclasses.replace(s.o1pruner, lam="auto")
+    auto = non_default_options(s)
+    assert any(x.startswith("lam='auto'") for x in auto)
+    assert any(x.startswith("dual_estimator='problem'") for x in auto)
+    lib = DemoSettings.full(samples_per_problem=2, o1pruner=TrainConfig(lr=5e-4, epochs=7))
+    assert non_default_options(lib) == []

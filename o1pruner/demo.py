@@ -284,8 +284,11 @@ def _check_settings(s: "DemoSettings") -> None:
     """Bad demo settings fail at once, naming the setting (not minutes later)."""
     for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n"):
         v = getattr(s, name)
+        if v is None and name == "samples_per_problem":
+            continue  # all K samples of each problem
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"settings.{name}: must be an int >= 1, got {v!r}")
+            raise ValueError(f"settings.{name}: must be an int >= 1{' or None' if name == 'samples_per_problem' else ''}, "
+                             f"got {v!r}")
     for name, lo, hi in (("temperature", 0.0, math.inf), ("top_p", 0.0, 1.0), ("lam", 0.0, math.inf)):
         v = getattr(s, name)
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (lo <= v <= hi) \

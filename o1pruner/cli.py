@@ -69,10 +69,16 @@ def load_tokenizer(spec: Optional[str]) -> Any:
     return load_object(spec, "tokenizer")
 
 
-def _template(args) -> Any:
+def _template(args, builtin_model: bool = False) -> Any:
+    """The prompt template of --template / --system; with a built-in model
+    (--model) and neither flag, the prompt that model was trained on."""
     from .prompts import PromptTemplate
 
     if args.template is None and args.system is None:
+        if builtin_model:
+            from .demo import DEMO_TEMPLATE
+
+            return PromptTemplate(user=DEMO_TEMPLATE)
         return None
     return PromptTemplate(user=args.template or "{problem}", system=args.system)
 
@@ -143,7 +149,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tokenizer", metavar="SPEC",
                    help="counts lengths: MODULE:NAME / FILE.py:NAME of an object with encode(text) or __call__(text)['input_ids'], "
                         "or a local Hugging Face tokenizer folder; default: count the token ids the generator returns")
-    g.add_argument("--template", metavar="TEXT", help="user turn of the prompt, with {problem} (default: the bare problem)")
+    g.add_argument("--template", metavar="TEXT",
+                   help="user turn of the prompt, with {problem} (default: the bare problem; with --model, the built-in "
+                        "model's prompt 'Q:{problem}' and a newline)")
     g.add_argument("--system", metavar="TEXT", help="system turn of the prompt (default: none)")
     g.add_argument("--grader", metavar="SPEC",
                    help="grading function grader(responses, golds) -> bools (default: o1pruner.grading.grade_responses)")
@@ -156,7 +164,7 @@ def _cmd_presample(args: argparse.Namespace) -> int:
 
     gen, tok = _generator_and_tokenizer(args)
     recs = presample(
-        gen, args.problems, args.k, tokenizer=tok, template=_template(args), out=args.out,
+        gen, args.problems, args.k, tokenizer=tok, template=_template(args, builtin_model=bool(args.model)), out=args.out,
         batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
         generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
         overwrite=args.overwrite, progress=not args.quiet,
@@ -217,9 +225,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         if not (gen is not None and args.problems):
             raise CLIError("evaluate: pass --samples FILE, or --generator SPEC (or --model DIR) with --problems FILE")
-        res = evaluate(gen, args.problems, name=args.name, template=_template(args), batch_size=args.batch_size,
+        res = evaluate(gen, args.problems, name=args.name, template=_template(args, builtin_model=bool(args.model)),
+                       batch_size=args.batch_size,
                        generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
     print(res)
+    if args.outputs:
+        from .io import write_jsonl
+
+        write_jsonl(args.outputs, res.samples)
+        print(f"wrote {args.outputs}")
     out = {"result": res.to_dict(samples=True)}
     if args.reference:
         ref = evaluate_samples(args.reference, name="reference", format=args.format, k=args.k, **common)
@@ -296,6 +310,43 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ---- demo ----------------------------------------------------------------------------------
 
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _apply_settings(settings, items: List[str]):
+    """``--set KEY=VALUE`` overrides of a :class:`o1pruner.demo.DemoSettings`:
+    KEY is one of its fields, or ``o1pruner.FIELD`` / ``sft.FIELD`` of the
+    training settings (:class:`o1pruner.TrainConfig`); VALUE is parsed as JSON
+    when it can be (``20``, ``1e-3``, ``null``, ``"auto"``), else a string."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(settings)}
+    for item in items:
+        if "=" not in item:
+            raise CLIError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, _, raw = item.partition("=")
+        key, value = key.strip(), _parse_value(raw)
+        head, _, sub = key.partition(".")
+        if head in ("o1pruner", "sft") and sub:
+            cfg = getattr(settings, head)
+            if sub not in {f.name for f in dataclasses.fields(cfg)}:
+                raise CLIError(f"--set: TrainConfig has no field {sub!r} (in {item!r})")
+            try:
+                settings = dataclasses.replace(settings, **{head: dataclasses.replace(cfg, **{sub: value})})
+            except (TypeError, ValueError) as e:
+                raise CLIError(f"--set {key}: {e}") from None
+        elif key in fields and key not in ("o1pruner", "sft"):
+            settings = dataclasses.replace(settings, **{key: value})
+        else:
+            raise CLIError(f"--set: the demo has no setting {key!r}; settings: "
+                           + ", ".join(sorted(fields - {"o1pruner", "sft"})) + ", o1pruner.FIELD, sft.FIELD")
+    return settings
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from . import set_num_threads
     from .demo import DemoSettings, format_levels, format_table, run_demo
@@ -303,6 +354,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.threads:
         set_num_threads(args.threads)
     settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
+    settings = _apply_settings(settings, args.set or [])
     if args.lam is not None:
         import dataclasses
 
@@ -354,6 +406,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accuracy weight lambda of the reward (default: the demo's setting, see results.json), or 'auto' "
                         "for the dual ascent that enforces the accuracy constraint")
     p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one demo setting (repeatable; VALUE parsed as JSON when it can be): a field of "
+                        "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
+                        "samples_per_problem, sft_n, ...) or o1pruner.FIELD / sft.FIELD of the two TrainConfigs, "
+                        "e.g. --set n_train=50 --set o1pruner.epochs=1; applied after --quick, before --lam")
     p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
@@ -464,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--outputs", metavar="FILE.jsonl",
+                   help="write the evaluated outputs (problem, answer, solution, length, correct, bucket), one per line: "
+                        "a file --samples and --reference read back")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_generation_args(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -286,6 +286,24 @@ def format_levels(results: Dict[str, Any]) -> str:
 
 # ---- the demo ----------------------------------------------------------------------------
 
+def _check_settings(s: "DemoSettings") -> None:
+    """Bad demo settings fail at once, naming the setting (not minutes later)."""
+    for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n"):
+        v = getattr(s, name)
+        if v is None and name == "samples_per_problem":
+            continue  # all K samples of each problem
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"settings.{name}: must be an int >= 1{' or None' if name == 'samples_per_problem' else ''}, "
+                             f"got {v!r}")
+    for name, lo, hi in (("temperature", 0.0, math.inf), ("top_p", 0.0, 1.0), ("lam", 0.0, math.inf)):
+        v = getattr(s, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (lo <= v <= hi) \
+                or not math.isfinite(v) or (name == "top_p" and v == 0):
+            raise ValueError(f"settings.{name}: must be a finite number in {'(' if name == 'top_p' else '['}{lo:g}, {hi:g}], got {v!r}")
+    if not isinstance(s.o1pruner, TrainConfig) or not isinstance(s.sft, TrainConfig):
+        raise TypeError("settings.o1pruner, settings.sft: must be TrainConfig objects")
+
+
 def run_demo(
     out_dir: PathLike = "demo_out",
     settings: Optional[DemoSettings] = None,
@@ -330,6 +348,7 @@ def run_demo(
     from ._config import get_num_threads
 
     s = settings or DemoSettings.full()
+    _check_settings(s)
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()

@@ -117,8 +117,10 @@ class EvalResult:
         Per bucket: ``bucket``, ``n``, ``accuracy``, ``accuracy_ci``,
         ``mean_length``, ``length_ci``.
     samples : list of dict
-        Per sample: ``problem_id``, ``bucket``, ``correct``, ``length`` (and
-        ``solution``).
+        Per sample: ``problem_id``, ``bucket``, ``correct``, ``length``,
+        ``solution`` (and ``problem``, ``ground_truth_answer``,
+        ``difficulty`` when known): records that :func:`evaluate_samples`
+        reads back (e.g. written with :func:`o1pruner.io.write_jsonl`).
     confidence : float
     """
 
@@ -329,8 +331,11 @@ def evaluate_samples(
     pid_index = {pid: j for j, pid in enumerate(probs)}
     groups = np.array([pid_index[r["problem_id"]] for r in recs], dtype=np.int64)
     per = [lab_of[r["problem_id"]] for r in recs]
-    rows = [{"problem_id": r["problem_id"], "bucket": per[i], "correct": bool(correct[i]), "length": float(lengths[i]),
-             "solution": r.get("solution")} for i, r in enumerate(recs)]
+    # complete records (problem and gold answer kept): a result's samples can
+    # be written as JSONL and evaluated or compared again
+    rows = [{"problem_id": r["problem_id"], **{k: r[k] for k in ("problem", "ground_truth_answer", "difficulty") if k in r},
+             "bucket": per[i], "correct": bool(correct[i]), "length": float(lengths[i]), "solution": r.get("solution")}
+            for i, r in enumerate(recs)]
     return _summarise(name, lengths, correct, groups, per, bucket_by, confidence, n_boot, seed, tokens_per_s, seconds, rows)
 
 

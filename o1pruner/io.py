@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+
+from ._atomic import atomic_write
+from ._atomic import fsync_dir as _fsync_dir  # noqa: F401  (used by o1pruner.training)
 
 __all__ = [
     "JSONLError",
@@ -256,51 +258,6 @@ def read_json(path: PathLike) -> Any:
             return json.load(f)
         except json.JSONDecodeError as e:
             raise JSONLError(path, e.lineno, f"not valid JSON ({e.msg}, column {e.colno})") from None
-
-
-def atomic_write(path: PathLike, data: Union[str, bytes, Callable[[Any], None]], *, mode: str = "w") -> None:
-    """Replace `path` all at once: write a temporary file beside it, fsync it,
-    then ``os.replace`` it over `path` (and fsync the folder).
-
-    A crash at any moment leaves either the old file or the new one, never a
-    mix. `data` is the text/bytes to write, or a function that writes into
-    the open file object (opened with `mode`, "w" text or "wb" binary).
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    if isinstance(data, bytes):
-        mode = "wb"
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dfd)
 
 
 def write_jsonl(path: PathLike, records: Iterable[Mapping[str, Any]]) -> None:

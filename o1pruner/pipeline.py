@@ -752,6 +752,27 @@ def _prepare(samples, k, tokenizer, grader, grade_from, format):
     return flat, order, offsets, lengths, correct
 
 
+def _check_build_options(lam, samples_per_problem, selection: str = "random", normalize: Optional[str] = "dataset",
+                         clip: Any = None, grade_from: str = "solution") -> None:
+    """Validate the options of :func:`build_dataset` (shared with
+    :func:`o1pruner.build_dataset_streaming` and the Ray builder) before any
+    sample is read or graded; each error names its option."""
+    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(lam) or lam < 0:
+        raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
+    if samples_per_problem is not None and (isinstance(samples_per_problem, bool)
+                                            or not isinstance(samples_per_problem, (int, np.integer))
+                                            or samples_per_problem < 1):
+        raise ValueError(f"samples_per_problem: must be an int >= 1 or None, got {samples_per_problem!r}")
+    if selection not in ("random", "first"):
+        raise ValueError(f"selection: must be 'random' or 'first', got {selection!r}")
+    if normalize not in ("dataset", "group", None):
+        raise ValueError(f"normalize: must be 'dataset', 'group' or None, got {normalize!r}")
+    if grade_from not in ("solution", "answer"):
+        raise ValueError(f"grade_from: must be 'solution' or 'answer', got {grade_from!r}")
+    if clip is not None:
+        harmonize_weights([0.0], clip=clip, normalize=None)  # validates the (low, high) pair
+
+
 def build_dataset(
     samples: Union[PathLike, Sequence[Mapping[str, Any]]],
     lam: float = 2.0,
@@ -851,13 +872,7 @@ def build_dataset(
     >>> [round(r["weight"], 3) for r in ds]
     [2.0, 0.333, -1.25, 0.125]
     """
-    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
-    if samples_per_problem is not None:
-        if isinstance(samples_per_problem, bool) or not isinstance(samples_per_problem, (int, np.integer)) or samples_per_problem < 1:
-            raise ValueError(f"samples_per_problem: must be an int >= 1 or None, got {samples_per_problem!r}")
-    if selection not in ("random", "first"):
-        raise ValueError(f"selection: must be 'random' or 'first', got {selection!r}")
+    _check_build_options(lam, samples_per_problem, selection, normalize, clip, grade_from)
     flat, order, offsets, lengths, correct = _prepare(samples, k, tokenizer, grader, grade_from, format)
 
     stats = reference_stats(lengths, correct, offsets=offsets)

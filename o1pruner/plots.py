@@ -57,16 +57,24 @@ def length_histograms(results: Mapping[str, Any], *, bins: int = 40, title: Opti
 
 def per_difficulty(results: Mapping[str, Any], *, xlabel: str = "difficulty level"):
     """Mean length and accuracy per difficulty bucket, grouped bars per
-    model, with the 95% intervals of each bucket as error bars.
+    model, with the 95% intervals of each bucket as error bars; with two or
+    more models, a third panel gives each later model's length change per
+    bucket relative to the first (the reference), which shows whether a
+    model shortens easy problems more than hard ones.
 
     Parameters
     ----------
     results : {name: EvalResult}
-        Results with the same buckets (e.g. the task's levels).
+        Results with the same buckets (e.g. the task's levels); the first is
+        the reference of the relative panel.
     """
-    fig = _figure(10, 3.8)
-    ax_len, ax_acc = fig.subplots(1, 2)
     names = list(results)
+    if not names:
+        raise ValueError("results: need at least one model")
+    relative = len(names) > 1
+    fig = _figure(14.5 if relative else 10, 3.8)
+    axes = fig.subplots(1, 3 if relative else 2)
+    ax_len, ax_acc = axes[0], axes[1]
     buckets = [b["bucket"] for b in results[names[0]].buckets]
     x = np.arange(len(buckets))
     width = 0.8 / max(1, len(names))
@@ -92,6 +100,21 @@ def per_difficulty(results: Mapping[str, Any], *, xlabel: str = "difficulty leve
     lo = np.nanmin([100 * b["accuracy"] for r in results.values() for b in r.buckets] + [100.0])
     ax_acc.set_ylim(max(0.0, min(lo - 10, 90)), 101)
     ax_len.legend(frameon=False, fontsize=8)
+    if relative:
+        ax_rel = axes[2]
+        ref = {b["bucket"]: b["mean_length"] for b in results[names[0]].buckets}
+        width_r = 0.8 / (len(names) - 1)
+        for j, (name, c) in enumerate(zip(names[1:], _COLORS[1:])):
+            bmap = {b["bucket"]: b for b in results[name].buckets}
+            rel = np.array([100 * (bmap[k]["mean_length"] - ref[k]) / ref[k] if k in bmap and ref.get(k) else np.nan
+                            for k in buckets])
+            off = (j - (len(names) - 2) / 2) * width_r
+            ax_rel.bar(x + off, rel, width_r, color=c, label=name)
+        ax_rel.axhline(0.0, color="black", linewidth=0.8)
+        ax_rel.set_xticks(x, [str(b) for b in buckets])
+        ax_rel.set_xlabel(xlabel)
+        ax_rel.set_ylabel(f"length change vs {names[0]} (%)")
+        ax_rel.set_title("Length change per difficulty")
     return fig
 
 
@@ -109,7 +132,8 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]):
             vals = np.array([np.nan if h.get(key) is None else h[key] for h in hist], dtype=np.float64)
             if not np.isfinite(vals).any():
                 continue
-            ax.plot(steps, vals, color=c, label=name, linewidth=1.3)
+            # markers on short runs, where a line of one or two steps is invisible
+            ax.plot(steps, vals, color=c, label=name, linewidth=1.3, marker="o" if len(steps) < 25 else None, markersize=3)
             if key == "ratio_mean":
                 lo = np.array([h["ratio_min"] for h in hist], dtype=np.float64)
                 hi = np.array([h["ratio_max"] for h in hist], dtype=np.float64)

@@ -14,7 +14,6 @@ Memory: O(problems + chunk_size), whatever the number of samples.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import re
@@ -27,7 +26,7 @@ import numpy as np
 
 from . import io as _io
 from .io import JSONLError
-from .pipeline import _check_sample, _lengths_and_correct
+from .pipeline import _check_build_options, _check_sample, _lengths_and_correct
 from .prompts import PUBLIC_TRAIN_TEMPLATE, as_template
 from .rewards import harmonize_weights, length_harmonizing_reward
 
@@ -358,22 +357,11 @@ def build_dataset_streaming(
         Like build_dataset; errors name the file and line.
     """
     t0 = time.perf_counter()
-    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
-    if samples_per_problem is not None and (isinstance(samples_per_problem, bool)
-                                            or not isinstance(samples_per_problem, (int, np.integer))
-                                            or samples_per_problem < 1):
-        raise ValueError(f"samples_per_problem: must be an int >= 1 or None, got {samples_per_problem!r}")
-    if selection not in ("random", "first"):
-        raise ValueError(f"selection: must be 'random' or 'first', got {selection!r}")
-    if normalize not in ("dataset", "group", None):
-        raise ValueError(f"normalize: must be 'dataset', 'group' or None, got {normalize!r}")
+    _check_build_options(lam, samples_per_problem, selection, normalize, clip, grade_from)
     if out_format not in ("records", "llamafactory"):
         raise ValueError(f"out_format: must be 'records' or 'llamafactory', got {out_format!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size: must be an int >= 1, got {chunk_size!r}")
-    if clip is not None:
-        harmonize_weights([0.0], clip=clip, normalize=None)  # validates the pair before any work
     out = os.fspath(out)
     src = os.fspath(samples)
     fmt = _resolve_format(src, format)

@@ -991,8 +991,15 @@ class Trainer:
         final = os.path.join(ck, name)
         tmp = final + ".tmp"
         for d in os.listdir(ck):
-            if d.endswith(".tmp"):
-                shutil.rmtree(os.path.join(ck, d), ignore_errors=True)  # left by an interrupted write
+            if d.endswith(".tmp"):  # left by an interrupted write: a folder, or the LATEST pointer's temp file
+                p = os.path.join(ck, d)
+                if os.path.isdir(p) and not os.path.islink(p):
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
         if os.path.exists(final):
             shutil.rmtree(final)  # renamed into place, but LATEST was not yet updated to name it
         os.makedirs(tmp)

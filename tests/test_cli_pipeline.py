@@ -1,4 +1,4 @@
-"""`o1pruner presample | build | evaluate` over files: help texts, an end to
+"""`o1pruner presample | build | evaluate` over files: help texts (of every command), an end to
 end run with a user generator and tokenizer given as FILE.py:NAME, resume,
 and bad input reported as one clear line (exit code 2)."""
 
@@ -28,7 +28,12 @@ def run(capsys, *argv):
 @pytest.mark.parametrize("cmd,flags", [
     ("presample", ["--problems", "--k", "--out", "--generator", "--tokenizer", "--template", "--gen-arg", "--overwrite"]),
     ("build", ["--samples", "--lam", "--samples-per-problem", "--clip", "--normalize", "--seed", "--llamafactory", "--sft-shortest"]),
-    ("evaluate", ["--samples", "--reference", "--generator", "--problems", "--ref-samples", "--json", "--confidence"]),
+    ("evaluate", ["--samples", "--reference", "--generator", "--problems", "--ref-samples", "--json", "--confidence",
+                  "--outputs", "--model"]),
+    ("presample", ["--model", "--max-new-tokens", "--batch-size", "--seed", "--save-token-ids", "--no-resume"]),
+    ("train", ["--data", "--model", "--out", "--objective", "--epochs", "--batch-size", "--lr", "--warmup-ratio",
+               "--max-grad-norm", "--ratio", "--aggregate", "--lam", "--lam-lr", "--no-resume", "--checkpoint-every"]),
+    ("demo", ["--quick", "--out", "--seed", "--lam", "--reference", "--set", "--no-plots", "--threads"]),
 ])
 def test_help_documents_each_command(capsys, cmd, flags):
     with pytest.raises(SystemExit) as e:

@@ -127,6 +127,29 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     assert io.read_json(p) == [1]
 
 
+
+def test_atomic_write_gives_the_permissions_of_open(tmp_path):
+    # a temporary file is private (0600); the written file gets 0666 less the
+    # umask, like a file made by open() (results.json readable by the group)
+    old = os.umask(0o022)
+    try:
+        io.write_json(tmp_path / "r.json", {"a": 1})
+        open(tmp_path / "plain", "w").close()
+    finally:
+        os.umask(old)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o644
+
+
+def test_model_checkpoints_use_the_shared_atomic_write(tmp_path, monkeypatch):
+    from o1pruner import _atomic
+    from o1pruner.models import _safetensors
+
+    calls = []
+    real = _atomic.atomic_write
+    monkeypatch.setattr(_safetensors, "atomic_write", lambda *a, **k: (calls.append(a[0]), real(*a, **k)))
+    _safetensors.atomic_write_bytes(str(tmp_path / "c.json"), b"{}")
+    assert calls == [str(tmp_path / "c.json")] and (tmp_path / "c.json").read_bytes() == b"{}"
+
 def test_write_jsonl_is_atomic(tmp_path):
     p = tmp_path / "a.jsonl"
     io.write_jsonl(p, [{"a": 1}])

@@ -561,6 +561,7 @@ def _bad_calls():
         (lambda m: m.generate([]), ValueError, "prompts"),
         (lambda m: m.generate([[1], []], max_new_tokens=2), ValueError, "prompts"),
         (lambda m: m.generate([[1, 99]], max_new_tokens=2), ValueError, "prompts"),
+        (lambda m: m.generate([[1, -1]], max_new_tokens=2), ValueError, "prompts"),  # was read out of bounds
         (lambda m: m.generate(["abc"]), TypeError, "prompts.*tokenizer"),
         (lambda m: m.generate("abc"), TypeError, "prompts"),
         (lambda m: m.generate([[1.5]]), TypeError, "prompts"),

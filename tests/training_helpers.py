@@ -40,3 +40,22 @@ def tiny_records(n: int = 12, seed: int = 0):
     for r in recs:
         r["weight"] = float(rng.normal())
     return recs
+
+
+def small_reference(n_problems: int = 400, epochs: int = 4, seed: int = 0) -> TinyLM:
+    """A tiny model SFT-trained for a few seconds on the task's long-thought
+    solutions: it writes solution-shaped text (checks, a boxed answer), so the
+    demo, the CLI and the notebooks run end to end without the shipped
+    reference; its accuracy is low and not meant to show anything."""
+    from o1pruner.training import TrainConfig, Trainer
+
+    task = ArithmeticTask()
+    probs = task.problems(n_problems, split="train", seed=seed)
+    recs = [{"prompt": p, "solution": s} for p, s in task.sft_examples(probs, seed=seed)]
+    cfg = TinyLMConfig(vocab_size=TOK.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=2, max_position_embeddings=256, bos_token_id=TOK.bos_token_id,
+                       eos_token_id=TOK.eos_token_id, pad_token_id=TOK.pad_token_id)
+    model = TinyLM(cfg, seed=seed)
+    Trainer(model, recs, TOK, TrainConfig(objective="sft", lr=5e-3, epochs=epochs, batch_size=16, warmup_ratio=0.05),
+            progress=False).train()
+    return model

@@ -63,14 +63,28 @@ static int check_ndim(PyArrayObject *a, const char *name, int ndim) {
     return 0;
 }
 
-/* Convert `a` (already dtype-checked) to a C-contiguous aligned array of typenum. */
-static PyArrayObject *convert(PyArrayObject *a, int typenum) {
+/* Convert `a` (already dtype-checked) to a C-contiguous aligned array of
+ * typenum. A copy that cannot be made (a huge zero-stride view, sizes beyond
+ * 2^63 bytes) raises MemoryError / ValueError naming the argument. */
+static PyArrayObject *convert(PyArrayObject *a, int typenum, const char *name) {
     PyArray_Descr *descr = PyArray_DescrFromType(typenum);
     if (descr == NULL) return NULL;
     /* FORCECAST: the kind was checked by the caller; float64 -> float32 and
      * int -> float are the intended conversions. */
-    return (PyArrayObject *)PyArray_FromAny((PyObject *)a, descr, 0, 0,
-                                            NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
+    PyArrayObject *out = (PyArrayObject *)PyArray_FromAny(
+        (PyObject *)a, descr, 0, 0, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
+    if (out == NULL && (PyErr_ExceptionMatches(PyExc_MemoryError) || PyErr_ExceptionMatches(PyExc_ValueError))) {
+        PyObject *t, *v, *tb, *shape = shape_of(a);
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_Format(PyErr_GivenExceptionMatches(t, PyExc_MemoryError) ? PyExc_MemoryError : PyExc_ValueError,
+                     "%s: cannot make its C-contiguous copy of shape %R (%S)", name,
+                     shape ? shape : Py_None, v ? v : Py_None);
+        Py_XDECREF(shape);
+        Py_XDECREF(t);
+        Py_XDECREF(v);
+        Py_XDECREF(tb);
+    }
+    return out;
 }
 
 PyArrayObject *o1p_as_float(PyObject *obj, const char *name, int ndim, int typenum, int kinds) {
@@ -85,7 +99,7 @@ PyArrayObject *o1p_as_float(PyObject *obj, const char *name, int ndim, int typen
         goto fail;
     }
     if (check_ndim(a, name, ndim) < 0) goto fail;
-    out = convert(a, typenum);
+    out = convert(a, typenum, name);
 fail:
     Py_DECREF(a);
     return out;
@@ -118,7 +132,7 @@ PyArrayObject *o1p_as_index(PyObject *obj, const char *name, int ndim) {
             goto fail;
         }
     }
-    out = convert(a, NPY_INT64);
+    out = convert(a, NPY_INT64, name);
 fail:
     Py_DECREF(a);
     return out;
@@ -135,11 +149,11 @@ PyArrayObject *o1p_as_mask(PyObject *obj, const char *name, int ndim) {
     }
     if (check_ndim(a, name, ndim) < 0) goto fail;
     if (kind == 'b') {
-        out = convert(a, NPY_UINT8);
+        out = convert(a, NPY_UINT8, name);
         goto fail;
     }
     /* check the values are exactly 0 or 1 before narrowing to uint8 */
-    f = convert(a, NPY_FLOAT64);
+    f = convert(a, NPY_FLOAT64, name);
     if (f == NULL) goto fail;
     const double *v = (const double *)PyArray_DATA(f);
     npy_intp n = PyArray_SIZE(f);
@@ -237,15 +251,24 @@ int o1p_check_index_range(PyArrayObject *a, const char *name, int64_t lo, int64_
     npy_intp n = PyArray_SIZE(a);
     for (npy_intp i = 0; i < n; i++) {
         if ((v[i] < lo || v[i] >= hi) && v[i] != except) {
-            if (except >= lo || except < lo - 1)
-                PyErr_Format(PyExc_ValueError,
-                             "%s: value %lld at flat index %zd is outside [%lld, %lld) and is not "
-                             "the ignore index %lld",
-                             name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi,
-                             (long long)except);
-            else
-                PyErr_Format(PyExc_ValueError, "%s: value %lld at flat index %zd is outside [%lld, %lld)",
-                             name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi);
+            PyErr_Format(PyExc_ValueError,
+                         "%s: value %lld at flat index %zd is outside [%lld, %lld) and is not "
+                         "the ignore index %lld",
+                         name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi,
+                         (long long)except);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int o1p_check_ids(PyArrayObject *a, const char *name, int64_t lo, int64_t hi) {
+    const int64_t *v = (const int64_t *)PyArray_DATA(a);
+    npy_intp n = PyArray_SIZE(a);
+    for (npy_intp i = 0; i < n; i++) {
+        if (v[i] < lo || v[i] >= hi) {
+            PyErr_Format(PyExc_ValueError, "%s: value %lld at flat index %zd is outside [%lld, %lld)",
+                         name, (long long)v[i], (Py_ssize_t)i, (long long)lo, (long long)hi);
             return -1;
         }
     }

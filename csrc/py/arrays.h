@@ -60,10 +60,12 @@ int o1p_check_nonempty(PyArrayObject *a, const char *name);
 int o1p_check_finite(PyArrayObject *a, const char *name, int allow_inf);
 /* 0 when every element is > 0 and finite. */
 int o1p_check_positive(PyArrayObject *a, const char *name);
-/* 0 when every int64 element is in [lo, hi) or equals `except` (pass lo-1 to
- * disable the exception). */
+/* 0 when every int64 element is in [lo, hi) or equals `except` (an ignore
+ * index; it is always accepted, whatever its value). */
 int o1p_check_index_range(PyArrayObject *a, const char *name, int64_t lo, int64_t hi,
                           int64_t except);
+/* 0 when every int64 element is in [lo, hi), no exception (token ids). */
+int o1p_check_ids(PyArrayObject *a, const char *name, int64_t lo, int64_t hi);
 /* 0 when every size given fits a BLAS integer, else ValueError naming `name`. */
 int o1p_check_blas_size(o1p_int n, const char *name);
 /* 0 when a*b does not overflow int64 and fits `limit`, else ValueError. */

@@ -654,7 +654,10 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
             goto fail;
         }
     }
-    if (o1p_check_index_range(ids, "prompts", 0, c.vocab_size, -1) < 0) goto fail;
+    /* every prompt id indexes the embedding: no value outside [0, V) (-1 used to
+     * pass the ignore-index exception of o1p_check_index_range and read one row
+     * before the embedding matrix) */
+    if (o1p_check_ids(ids, "prompts", 0, c.vocab_size) < 0) goto fail;
     if (o1p_check_blas_size(total * 3 * c.hidden_size, "prompts") < 0 ||
         o1p_check_product(B, max_new, NPY_MAX_INT32, "max_new_tokens") < 0 ||
         o1p_check_product(B, c.num_layers * 2 * c.hidden_size, NPY_MAX_INTP / 8, "prompts: KV cache") < 0 ||

@@ -37,7 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..pipeline import _lengths_and_correct
+from ..pipeline import _check_build_options, _lengths_and_correct
 from ..rewards import harmonize_weights, length_harmonizing_reward, reference_stats
 
 __all__ = ["build_dataset_ray"]
@@ -112,18 +112,7 @@ def build_dataset_ray(
         (lazy: nothing runs until it is consumed or written).
     """
     _require_ray()
-    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)) or not math.isfinite(lam) or lam < 0:
-        raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
-    if samples_per_problem is not None and (isinstance(samples_per_problem, bool)
-                                            or not isinstance(samples_per_problem, (int, np.integer))
-                                            or samples_per_problem < 1):
-        raise ValueError(f"samples_per_problem: must be an int >= 1 or None, got {samples_per_problem!r}")
-    if normalize not in ("dataset", "group", None):
-        raise ValueError(f"normalize: must be 'dataset', 'group' or None, got {normalize!r}")
-    if grade_from not in ("solution", "answer"):
-        raise ValueError(f"grade_from: must be 'solution' or 'answer', got {grade_from!r}")
-    if clip is not None:
-        harmonize_weights([0.0], clip=clip, normalize=None)
+    _check_build_options(lam, samples_per_problem, "random", normalize, clip, grade_from)
     lam = float(lam)
 
     def measure(batch):

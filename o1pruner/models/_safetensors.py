@@ -8,12 +8,12 @@ Files are written atomically: temporary file, fsync, os.replace.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
+
+from .._atomic import atomic_write
 
 __all__ = ["write_safetensors", "read_safetensors", "atomic_write_bytes", "to_bfloat16_bits"]
 
@@ -32,37 +32,10 @@ _FROM_CODE = {v: k for k, v in _TO_CODE.items()}
 _MAX_HEADER = 100 << 20  # the reference implementation's limit
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(os.path.dirname(os.path.abspath(path)) or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _atomic_write(path: str, write) -> None:
     """Call write(file) on a temporary file next to `path`, fsync it and
     move it over `path`, so readers see the old file or the new one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path)
+    atomic_write(path, write, mode="wb")
 
 
 def atomic_write_bytes(path: str, data: bytes) -> None:

@@ -219,14 +219,15 @@ def next_token_targets(input_ids: ArrayLike, attention_mask: Optional[ArrayLike]
         ``targets[b, t] = input_ids[b, t+1]`` where t+1 is a real token (and
         not part of the prompt), else ``ignore_index``.
     """
-    ids = np.asarray(input_ids)
+    ids = _asarray(input_ids, "input_ids")
     if ids.ndim != 2 or ids.dtype.kind not in "iu":
         raise ValueError("input_ids: expected a 2-D integer array")
+    ignore_index = _int_scalar(ignore_index, "ignore_index")
     B, T = ids.shape
     if attention_mask is None:
         lengths = np.full(B, T)
     else:
-        mask = np.asarray(attention_mask)
+        mask = _asarray(attention_mask, "attention_mask")
         if mask.shape != ids.shape:
             raise ValueError(f"attention_mask: shape {mask.shape} does not match input_ids shape {ids.shape}")
         lengths = (mask != 0).sum(1)
@@ -384,10 +385,10 @@ class TinyLM:
 
     def _prepare_arena(self, input_ids, attention_mask) -> None:
         """Grow the activation arena for the real tokens of this batch."""
-        shape = np.shape(input_ids)
+        shape = _asarray(input_ids, "input_ids").shape
         n_tokens = int(np.prod(shape)) if len(shape) == 2 else 0
         if attention_mask is not None:
-            m = np.asarray(attention_mask)
+            m = _asarray(attention_mask, "attention_mask")
             if m.shape == tuple(shape) and m.dtype.kind in "biuf":
                 n_tokens = int(np.count_nonzero(m))
         need = int(_core.model_arena_size(self._cfg, min(n_tokens, 2**31 - 1), _core.get_num_threads()))
@@ -499,8 +500,10 @@ class TinyLM:
         ids = _int_array(input_ids, "input_ids")
         if targets is None:
             targets = next_token_targets(ids, attention_mask, ignore_index=ignore_index)
-        targets = np.asarray(targets)
-        mask = None if attention_mask is None else np.asarray(attention_mask)
+        targets = _asarray(targets, "targets")
+        mask = None if attention_mask is None else _asarray(attention_mask, "attention_mask")
+        if mask is not None and ids.ndim == 2 and mask.shape != ids.shape:
+            raise ValueError(f"attention_mask: shape {mask.shape} does not match input_ids shape {ids.shape}")
         if ids.ndim != 2 or ids.shape[0] == 0:
             return self.forward(ids, mask, targets, ignore_index=ignore_index, temperature=temperature)
         parts = []
@@ -592,8 +595,8 @@ class TinyLM:
         ids = _int_array(input_ids, "input_ids")
         if targets is None:
             targets = next_token_targets(ids, attention_mask, ignore_index=ignore_index)
-        targets = np.asarray(targets)
-        mask = None if attention_mask is None else np.asarray(attention_mask)
+        targets = _asarray(targets, "targets")
+        mask = None if attention_mask is None else _asarray(attention_mask, "attention_mask")
         if ids.ndim != 2 or ids.size == 0:
             raise ValueError(f"input_ids: expected a non-empty 2-D array (B, T), got shape {ids.shape}")
         if targets.shape != ids.shape:
@@ -686,7 +689,7 @@ class TinyLM:
                 if tokenizer is None:
                     raise TypeError(f"prompts: prompt {i} is a string; pass a tokenizer to encode it")
                 p = tokenizer.encode(p)
-            a = np.asarray(p)
+            a = _asarray(p, f"prompts: prompt {i}")
             if a.size == 0:
                 raise ValueError(f"prompts: prompt {i} is empty (every prompt needs >= 1 token)")
             if a.ndim != 1 or a.dtype.kind not in "iu":
@@ -697,8 +700,14 @@ class TinyLM:
             stop = [] if eos is None else [eos]
         elif isinstance(stop_token_id, (int, np.integer)) and not isinstance(stop_token_id, bool):
             stop = [int(stop_token_id)]
+        elif isinstance(stop_token_id, (str, bytes)) or not hasattr(stop_token_id, "__iter__"):
+            raise TypeError(f"stop_token_id: expected an int, a sequence of ints or None, "
+                            f"got {type(stop_token_id).__name__}")
         else:
             stop = list(stop_token_id)
+            for t in stop:
+                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+                    raise TypeError(f"stop_token_id: every entry must be an int token id, got {t!r}")
         stop_arr = np.asarray(stop, dtype=np.int64) if len(stop) else None
         if pad_token_id is None:
             pad_token_id = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
@@ -816,10 +825,28 @@ class TinyLM:
                 f"context={c.max_position_embeddings}, params={self.num_parameters:,})")
 
 
+def _asarray(x: Any, name: str) -> np.ndarray:
+    """np.asarray whose failures (ragged nested lists, unconvertible objects)
+    raise a ValueError naming the argument."""
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name}: cannot be read as an array ({e})") from None
+
+
+def _int_scalar(x: Any, name: str) -> int:
+    """An int in the int64 range (not bool), else a named error."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(x).__name__}")
+    if not -2**63 <= int(x) < 2**63:
+        raise ValueError(f"{name}: {x} is outside the int64 range")
+    return int(x)
+
+
 def _int_array(x: Any, name: str) -> np.ndarray:
     """np.asarray for token-id arrays; non-integer dtypes raise a TypeError
     naming the argument (empty inputs pass, the core reports them)."""
-    a = np.asarray(x)
+    a = _asarray(x, name)
     if a.dtype.kind not in "iu" and a.size > 0:
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     return a

@@ -1,0 +1,9 @@
+"""``python -m o1pruner ...``: the same command line as the ``o1pruner``
+entry point (see ``python -m o1pruner --help``)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,11 +107,16 @@ NAMES = ("lengths", "correct", "rewards", "token_logp", "mask", "grad", "logp", 
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(tmp_path_factory):
     if o1pruner.config()["variant"] == "sanitize":
         pytest.skip("the address-space cap of the child is incompatible with AddressSanitizer's shadow memory")
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600, env=env)
+    # the child imports the same o1pruner as this process (installed or built in
+    # place), and runs outside the source tree: `-c` puts the cwd first on sys.path
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [pkg_parent, os.environ.get("PYTHONPATH")])))
+    p = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=600, env=env,
+                       cwd=str(tmp_path_factory.mktemp("overflow")))
     assert p.returncode == 0, f"child crashed (rc {p.returncode}):\n{p.stderr[-3000:]}"
     return json.loads(p.stdout.strip().splitlines()[-1])
 

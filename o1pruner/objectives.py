@@ -262,7 +262,8 @@ def ppo_clip_loss(
     per-sequence means, ratio and loss are float64. Results do not depend on
     the thread count.
 
-    Gradients follow PyTorch's autograd at the kinks: ``max``/``min`` give the
+    Gradients follow PyTorch 2.13's autograd at the kinks (torch 2.14.1 changed
+    ``clamp``'s gradient at exactly the bounds): ``max``/``min`` give the
     whole gradient to the larger/smaller side and half to each side of a tie,
     and ``clamp`` passes it on its inclusive range. Inside the clip range the
     two branches tie exactly, so the gradient is whole there and at the

@@ -130,18 +130,8 @@ o1p_int model_arena_floats(const model_config *c, o1p_int N, int threads) {
 
 /* ---- row kernels (serial; target clones pick AVX-512/AVX2) --------------- */
 
-/* sum x[i]^2 in double with 8 independent partial sums (vectorisable, fixed
- * order). */
-O1P_INLINE double sumsq_d(const float *x, o1p_int n) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    o1p_int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j] * (double)x[i + j];
-    double tail = 0;
-    for (; i < n; i++) tail += (double)x[i] * (double)x[i];
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
-}
-
+/* sum x[i] y[i] in double with 8 independent partial sums (vectorisable,
+ * fixed order). */
 O1P_INLINE double dot_d(const float *x, const float *y, o1p_int n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     o1p_int i = 0;
@@ -151,6 +141,9 @@ O1P_INLINE double dot_d(const float *x, const float *y, o1p_int n) {
     for (; i < n; i++) tail += (double)x[i] * (double)y[i];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
+
+/* sum x[i]^2, same order as dot_d */
+O1P_INLINE double sumsq_d(const float *x, o1p_int n) { return dot_d(x, x, n); }
 
 O1P_INLINE double sum_d(const float *x, o1p_int n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};

@@ -13,8 +13,8 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.cli import main
-from o1pruner.demo import DemoSettings, task_problems
+from o1pruner.apps.cli import main
+from o1pruner.apps.demo import DemoSettings, task_problems
 
 import training_helpers as TH
 

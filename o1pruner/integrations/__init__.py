@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..data.validators import finite_number
+
 __all__ = ["reference_table", "with_reference_stats"]
 
 #: Column names the reward functions read by default.
@@ -87,7 +89,7 @@ def with_reference_stats(rows: Sequence[Mapping[str, Any]], samples, *, key: str
 
 # ---- shared by the reward functions --------------------------------------------
 
-def _grader(grader: Optional[Callable]) -> Callable:
+def resolve_grader(grader: Optional[Callable]) -> Callable:
     """``grader(responses, golds) -> bools``; default the package grader
     (last \\boxed{} first, then graded in C)."""
     if grader is not None:
@@ -95,14 +97,14 @@ def _grader(grader: Optional[Callable]) -> Callable:
             raise TypeError(f"grader: expected a callable (responses, golds) -> bools, got {type(grader).__name__}")
         return grader
     try:
-        from ..grading import grade_responses
+        from ..kernels.grading import grade_responses
     except ImportError as exc:  # pragma: no cover - until the grader is built in
         raise RuntimeError("grader: o1pruner.grading is not available in this build; "
                            "pass grader=callable(responses, golds) -> bools") from exc
     return grade_responses
 
 
-def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
+def grade_correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
     got = np.asarray(grader(list(texts), [str(g) for g in golds]))
     if got.shape != (len(texts),):
         raise ValueError(f"grader: returned shape {got.shape} for {len(texts)} responses")
@@ -113,11 +115,6 @@ def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np
     raise ValueError(f"grader: must return booleans or numbers in [0, 1], got dtype {got.dtype}")
 
 
-def _stat(value: Any, name: str, i: int) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number for sample {i}, got {type(value).__name__}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: not finite for sample {i} ({v})")
-    return v
+def ref_stat(value: Any, name: str, i: int) -> float:
+    """A reference statistic of sample `i` (column or key `name`) as a finite float."""
+    return finite_number(value, f"{name} (sample {i})")

@@ -18,9 +18,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..rewards import harmonize_weights
-from ..rewards import length_harmonizing_reward as _reward_kernel
-from . import REF_ACCURACY, REF_LENGTH, _correct, _grader, _stat
+from ..kernels.rewards import harmonize_weights
+from ..kernels.rewards import length_harmonizing_reward as _reward_kernel
+from . import REF_ACCURACY, REF_LENGTH, grade_correct, resolve_grader, ref_stat
 
 __all__ = ["length_harmonizing_reward"]
 
@@ -110,7 +110,7 @@ def length_harmonizing_reward(
         raise ValueError(f"lam: must be finite and >= 0, got {lam}")
     if clip is not None:
         harmonize_weights([0.0], clip=clip, normalize=None)  # validates the pair now
-    grade = _grader(grader)
+    grade = resolve_grader(grader)
     eos = set() if eos_token_id is None else ({int(eos_token_id)} if np.ndim(eos_token_id) == 0
                                                else {int(e) for e in eos_token_id})
 
@@ -139,12 +139,12 @@ def length_harmonizing_reward(
             if eos and ids and int(ids[-1]) in eos:
                 ids = ids[:-1]
             lengths[i] = max(len(ids), 1)
-        lbar = np.array([_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
-        abar = np.array([_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
+        lbar = np.array([ref_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
+        abar = np.array([ref_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
         if np.any(lbar <= 0):
             i = int(np.flatnonzero(lbar <= 0)[0])
             raise ValueError(f"{ref_length_column}: must be > 0, got {lbar[i]} for sample {i}")
-        correct = _correct(grade, texts, columns[answer_column])
+        correct = grade_correct(grade, texts, columns[answer_column])
         r = _reward_kernel(lengths, correct, lbar, abar, lam=lam)
         if clip is not None:
             r = harmonize_weights(r, clip=clip, normalize=None)

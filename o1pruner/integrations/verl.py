@@ -33,9 +33,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..pipeline import count_tokens
-from ..rewards import length_harmonizing_reward as _reward_kernel
-from . import REF_ACCURACY, REF_LENGTH, _correct, _grader, _stat
+from ..data.tokenize import count_tokens
+from ..kernels.rewards import length_harmonizing_reward as _reward_kernel
+from . import REF_ACCURACY, REF_LENGTH, grade_correct, resolve_grader, ref_stat
 
 __all__ = ["compute_score", "compute_score_batch"]
 
@@ -65,7 +65,7 @@ def _count(tokenizer, text: str) -> int:
 def _length(solution: str, info: Mapping[str, Any], tokenizer, i: int) -> float:
     for k in _LENGTH_KEYS:
         if info.get(k) is not None:
-            return max(_stat(info[k], f"extra_info['{k}']", i), 1.0)
+            return max(ref_stat(info[k], f"extra_info['{k}']", i), 1.0)
     if tokenizer is None:
         raise ValueError("tokenizer: needed to count the response's tokens (verl passes text); set "
                          "custom_reward_function.reward_kwargs.tokenizer to the policy's model path, or put "
@@ -81,10 +81,10 @@ def _ref(info: Optional[Mapping[str, Any]], i: int):
         if info.get(k) is None:
             raise ValueError(f"extra_info['{k}']: missing for sample {i}; add the per-problem reference "
                              f"statistics to the dataset's extra_info (o1pruner.integrations.reference_table)")
-    lbar = _stat(info[REF_LENGTH], f"extra_info['{REF_LENGTH}']", i)
+    lbar = ref_stat(info[REF_LENGTH], f"extra_info['{REF_LENGTH}']", i)
     if lbar <= 0:
         raise ValueError(f"extra_info['{REF_LENGTH}']: must be > 0, got {lbar} (sample {i})")
-    return lbar, _stat(info[REF_ACCURACY], f"extra_info['{REF_ACCURACY}']", i)
+    return lbar, ref_stat(info[REF_ACCURACY], f"extra_info['{REF_ACCURACY}']", i)
 
 
 def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
@@ -109,7 +109,7 @@ def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str
     abar = np.array([r[1] for r in refs])
     lengths = np.array([_length(s, info, tokenizer, i) for i, (s, info) in enumerate(zip(solution_strs, extra_infos))])
     golds = [g[0] if isinstance(g, (list, tuple, np.ndarray)) and len(g) == 1 else g for g in ground_truths]
-    correct = _correct(_grader(grader), solution_strs, golds)
+    correct = grade_correct(resolve_grader(grader), solution_strs, golds)
     r = _reward_kernel(lengths, correct, lbar, abar, lam=lam)
     return [{"score": float(r[i]), "acc": float(correct[i]), "length": float(lengths[i]),
              "ref_mean_length": float(lbar[i]), "ref_accuracy": float(abar[i])} for i in range(n)]

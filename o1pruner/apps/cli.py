@@ -1,0 +1,547 @@
+"""The ``o1pruner`` command line: ``info``, ``demo`` (the whole method on the
+built-in task), and the pipeline over JSONL files (``presample``, ``build``,
+``train``, ``evaluate``) for users' own models and data."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from typing import Any, List, Optional
+
+
+class CLIError(Exception):
+    """A user error reported as ``o1pruner CMD: error: ...`` (exit code 2)."""
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .. import show_config
+
+    show_config()
+    return 0
+
+
+# ---- loading users' objects ------------------------------------------------------
+
+def load_object(spec: str, what: str) -> Any:
+    """``"package.module:name"`` or ``"path/to/file.py:name"`` -> the object.
+    A class is instantiated with no arguments."""
+    if ":" not in spec:
+        raise CLIError(f"--{what}: expected MODULE:NAME or FILE.py:NAME, got {spec!r}")
+    mod_name, _, attr = spec.rpartition(":")
+    try:
+        if mod_name.endswith(".py"):
+            if not os.path.exists(mod_name):
+                raise CLIError(f"--{what}: file not found: {mod_name}")
+            name = "_o1pruner_user_" + os.path.splitext(os.path.basename(mod_name))[0]
+            s = importlib.util.spec_from_file_location(name, mod_name)
+            mod = importlib.util.module_from_spec(s)
+            sys.modules[name] = mod
+            s.loader.exec_module(mod)
+        else:
+            mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise CLIError(f"--{what}: cannot import {mod_name!r}: {e}") from None
+    obj = mod
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise CLIError(f"--{what}: {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        obj = obj()
+    return obj
+
+
+def load_tokenizer(spec: Optional[str]) -> Any:
+    """``MODULE:NAME`` / ``FILE.py:NAME``, or a local Hugging Face tokenizer
+    folder (needs ``transformers``; nothing is downloaded)."""
+    if spec is None:
+        return None
+    if os.path.isdir(spec):
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise CLIError("--tokenizer: a tokenizer folder needs the transformers package (pip install transformers)") from None
+        return AutoTokenizer.from_pretrained(spec, local_files_only=True)
+    return load_object(spec, "tokenizer")
+
+
+def _template(args, builtin_model: bool = False) -> Any:
+    """The prompt template of --template / --system; with a built-in model
+    (--model) and neither flag, the prompt that model was trained on."""
+    from ..data.prompts import PromptTemplate
+
+    if args.template is None and args.system is None:
+        if builtin_model:
+            from .demo import DEMO_TEMPLATE
+
+            return PromptTemplate(user=DEMO_TEMPLATE)
+        return None
+    return PromptTemplate(user=args.template or "{problem}", system=args.system)
+
+
+def _gen_kwargs(args) -> dict:
+    kw = {}
+    for item in args.gen_arg or []:
+        if "=" not in item:
+            raise CLIError(f"--gen-arg: expected KEY=VALUE, got {item!r}")
+        k, _, v = item.partition("=")
+        try:
+            kw[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kw[k] = v
+    return kw
+
+
+def _load_tinylm(path: str):
+    from ..models import TinyLM
+
+    if path == "reference":
+        try:
+            from ..models import load_reference
+        except ImportError:
+            raise CLIError("--model: the shipped reference model is not in this build; pass a checkpoint folder") from None
+        return load_reference()
+    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
+        raise CLIError(f"--model: {path!r} is not a model folder (config.json + model.safetensors)")
+    return TinyLM.load(path, optimizer=False)
+
+
+def _generator_and_tokenizer(args, required: bool = True):
+    """(generate callable, tokenizer) from --generator or --model (a built-in
+    TinyLM checkpoint, with the built-in tokenizer unless --tokenizer)."""
+    tok = load_tokenizer(args.tokenizer)
+    if getattr(args, "model", None):
+        if args.generator:
+            raise CLIError("--model: give either --model or --generator, not both")
+        from ..models.generator import TinyLMGenerator
+
+        if tok is None:
+            from ..tasks import CharTokenizer
+
+            tok = CharTokenizer()
+        gen = TinyLMGenerator(_load_tinylm(args.model), tok, max_new_tokens=args.max_new_tokens,
+                              add_bos=not args.no_bos)
+        return gen, tok
+    if not args.generator:
+        if required:
+            raise CLIError("--generator: required (the model to sample), or --model DIR for a built-in TinyLM")
+        return None, tok
+    return load_object(args.generator, "generator"), tok
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and prompt")
+    g.add_argument("--generator", metavar="SPEC",
+                   help="the model: MODULE:NAME or FILE.py:NAME of a callable prompts -> outputs (str, or objects/dicts with "
+                        "text and token_ids), or of an object with a .generate method; a class is instantiated")
+    g.add_argument("--model", metavar="DIR",
+                   help="instead of --generator: a built-in TinyLM checkpoint folder (e.g. the 'model' folder written by "
+                        "'o1pruner train'), or 'reference' for the shipped reference model; tokenizer: the built-in "
+                        "character tokenizer unless --tokenizer")
+    g.add_argument("--max-new-tokens", type=int, default=256, help="with --model: longest generated solution (default 256)")
+    g.add_argument("--no-bos", action="store_true", help="with --model: prompts without the BOS token")
+    g.add_argument("--gen-arg", action="append", metavar="KEY=VALUE",
+                   help="keyword argument for the generator (repeatable; VALUE parsed as JSON when it can be), e.g. temperature=0.5")
+    g.add_argument("--tokenizer", metavar="SPEC",
+                   help="counts lengths: MODULE:NAME / FILE.py:NAME of an object with encode(text) or __call__(text)['input_ids'], "
+                        "or a local Hugging Face tokenizer folder; default: count the token ids the generator returns")
+    g.add_argument("--template", metavar="TEXT",
+                   help="user turn of the prompt, with {problem} (default: the bare problem; with --model, the built-in "
+                        "model's prompt 'Q:{problem}' and a newline)")
+    g.add_argument("--system", metavar="TEXT", help="system turn of the prompt (default: none)")
+    g.add_argument("--grader", metavar="SPEC",
+                   help="grading function grader(responses, golds) -> bools (default: o1pruner.grading.grade_responses)")
+
+
+# ---- presample ----------------------------------------------------------------------
+
+def _cmd_presample(args: argparse.Namespace) -> int:
+    from ..pipeline import presample
+
+    gen, tok = _generator_and_tokenizer(args)
+    recs = presample(
+        gen, args.problems, args.k, tokenizer=tok, template=_template(args, builtin_model=bool(args.model)), out=args.out,
+        batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
+        generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )
+    n_prob = len({r["problem_id"] for r in recs})
+    acc = sum(r["correct"] for r in recs) / len(recs)
+    mean_len = sum(r["length"] for r in recs) / len(recs)
+    print(f"{len(recs)} samples of {n_prob} problems in {args.out}: accuracy {100 * acc:.1f}%, mean length {mean_len:.1f} tokens")
+    return 0
+
+
+# ---- build ----------------------------------------------------------------------------
+
+def _parse_m(v: str):
+    if v.lower() in ("all", "none"):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int or 'all', got {v!r}") from None
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from ..pipeline import Table, difficulty_report
+    from ..pipeline import build_dataset, sft_shortest_dataset
+
+    common = dict(k=args.k, tokenizer=load_tokenizer(args.tokenizer),
+                  grader=load_object(args.grader, "grader") if args.grader else None,
+                  grade_from=args.grade_from, format=args.format)
+    if args.sft_shortest:
+        ds = sft_shortest_dataset(args.samples, n=args.sft_shortest, **common)
+    else:
+        ds = build_dataset(
+            args.samples, lam=args.lam, samples_per_problem=args.samples_per_problem,
+            clip=None if args.no_clip else tuple(args.clip), normalize=None if args.normalize == "none" else args.normalize,
+            seed=args.seed, selection=args.selection, **common,
+        )
+    ds.to_jsonl(args.out)
+    if args.llamafactory:
+        ds.to_llamafactory(args.llamafactory, template=_template(args))
+    print(ds.summary())
+    print(f"wrote {args.out}" + (f" and {args.llamafactory}" if args.llamafactory else ""))
+    print("\nreference statistics by difficulty (Abar_ref buckets):")
+    print(Table(difficulty_report(ds)))
+    return 0
+
+
+# ---- evaluate -----------------------------------------------------------------------------
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..pipeline import compare, evaluate, evaluate_samples
+
+    gen, tok = _generator_and_tokenizer(args, required=False)
+    grader = load_object(args.grader, "grader") if args.grader else None
+    common = dict(tokenizer=tok, grader=grader, ref_accuracy=args.ref_samples, confidence=args.confidence, seed=args.seed)
+    if args.samples:
+        res = evaluate_samples(args.samples, name=args.name, format=args.format, k=args.k, **common)
+    else:
+        if not (gen is not None and args.problems):
+            raise CLIError("evaluate: pass --samples FILE, or --generator SPEC (or --model DIR) with --problems FILE")
+        res = evaluate(gen, args.problems, name=args.name, template=_template(args, builtin_model=bool(args.model)),
+                       batch_size=args.batch_size,
+                       generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
+    print(res)
+    if args.outputs:
+        from ..data import write_jsonl
+
+        write_jsonl(args.outputs, res.samples)
+        print(f"wrote {args.outputs}")
+    out = {"result": res.to_dict(samples=True)}
+    if args.reference:
+        ref = evaluate_samples(args.reference, name="reference", format=args.format, k=args.k, **common)
+        table = compare(ref, res, as_pandas=False)
+        print()
+        print(table)
+        out["reference"] = ref.to_dict(samples=False)
+        out["comparison"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table.rows]
+    if args.json:
+        from ..data import write_json
+
+        write_json(args.json, _nan_to_none(out), indent=1)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _nan_to_none(x):
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_nan_to_none(v) for v in x]
+    return x
+
+
+# ---- train ---------------------------------------------------------------------------------
+
+def _lam_arg(v: str):
+    if v == "auto":
+        return "auto"
+    try:
+        x = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {v!r}") from None
+    if not (x >= 0 and x != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {v!r}")
+    return x
+
+
+def _train_config(args, objective: str):
+    from ..train import PPOConfig, TrainConfig
+
+    ppo = PPOConfig(eps_low=args.eps_low, eps_high=args.eps_high, ratio=args.ratio, aggregate=args.aggregate)
+    kw = dict(objective=objective, epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
+              lr=args.lr, warmup_ratio=args.warmup_ratio, max_grad_norm=None if args.max_grad_norm <= 0 else args.max_grad_norm,
+              **ppo.to_dict(), lam_lr=args.lam_lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    if objective == "ppo":
+        kw["lam"] = args.lam
+    return TrainConfig(**kw)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from ..train import Trainer
+
+    tok = load_tokenizer(args.tokenizer)
+    if tok is None:
+        from ..tasks import CharTokenizer
+
+        tok = CharTokenizer()
+    if not os.path.exists(args.data):
+        raise CLIError(f"--data: file not found: {args.data}")
+    model = _load_tinylm(args.model)
+    cfg = _train_config(args, args.objective)
+    trainer = Trainer(model, args.data, tok, cfg, out_dir=args.out, template=_template(args), add_bos=not args.no_bos,
+                      progress=not args.quiet)
+    hist = trainer.train(resume=not args.no_resume)
+    last = hist[-1] if hist else {}
+    print(f"trained {trainer.step} steps on {len(trainer.data)} samples; last loss {last.get('loss', float('nan')):.4f}, "
+          f"clip fraction {last.get('clip_fraction', 0.0):.3f}" + (f", lambda {trainer.lam:.3f}" if trainer.lam is not None else ""))
+    print(f"wrote {os.path.join(args.out, 'model')} and {os.path.join(args.out, 'train_log.jsonl')}")
+    return 0
+
+
+# ---- demo ----------------------------------------------------------------------------------
+
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
+def _apply_settings(settings, items: List[str]):
+    """``--set KEY=VALUE`` overrides of a :class:`o1pruner.demo.DemoSettings`:
+    KEY is one of its fields, or ``o1pruner.FIELD`` / ``sft.FIELD`` of the
+    training settings (:class:`o1pruner.TrainConfig`); VALUE is parsed as JSON
+    when it can be (``20``, ``1e-3``, ``null``, ``"auto"``), else a string."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(settings)}
+    for item in items:
+        if "=" not in item:
+            raise CLIError(f"--set: expected KEY=VALUE, got {item!r}")
+        key, _, raw = item.partition("=")
+        key, value = key.strip(), _parse_value(raw)
+        head, _, sub = key.partition(".")
+        if head in ("o1pruner", "sft") and sub:
+            cfg = getattr(settings, head)
+            if sub not in {f.name for f in dataclasses.fields(cfg)}:
+                raise CLIError(f"--set: TrainConfig has no field {sub!r} (in {item!r})")
+            try:
+                settings = dataclasses.replace(settings, **{head: dataclasses.replace(cfg, **{sub: value})})
+            except (TypeError, ValueError) as e:
+                raise CLIError(f"--set {key}: {e}") from None
+        elif key in fields and key not in ("o1pruner", "sft"):
+            settings = dataclasses.replace(settings, **{key: value})
+        else:
+            raise CLIError(f"--set: the demo has no setting {key!r}; settings: "
+                           + ", ".join(sorted(fields - {"o1pruner", "sft"})) + ", o1pruner.FIELD, sft.FIELD")
+    return settings
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .. import set_num_threads
+    from .demo import DemoSettings, format_levels, format_table, run_demo
+
+    if args.threads:
+        set_num_threads(args.threads)
+    settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
+    settings = _apply_settings(settings, args.set or [])
+    if args.lam is not None:
+        import dataclasses
+
+        if args.lam == "auto":
+            settings.o1pruner = dataclasses.replace(settings.o1pruner, lam="auto")
+        else:
+            settings.lam = float(args.lam)
+            if settings.o1pruner.lam is not None:
+                settings.o1pruner = dataclasses.replace(settings.o1pruner, lam=float(args.lam))
+    log = (lambda m: None) if args.quiet else print
+    res = run_demo(args.out, settings, reference=args.reference, plots=not args.no_plots, progress=not args.quiet, log=log)
+    print()
+    print(format_table(res))
+    print()
+    print("per difficulty level (held-out problems):")
+    print(format_levels(res))
+    print()
+    nd = res.get("non_default_options") or []
+    print("O1-Pruner options that differ from the public code's defaults: " + (", ".join(nd) if nd else "none"))
+    print(f"total {res['seconds']:.0f} s; results in {os.path.join(args.out, 'results.json')}"
+          + ("" if args.no_plots else "; plots: " + ", ".join(res.get("plots", []))))
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="o1pruner",
+        description="O1-Pruner: length-harmonizing fine-tuning of long-thinking reasoning models.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("info", help="print the build configuration (BLAS, flags, SIMD, threads)")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser(
+        "demo", help="the whole method on the built-in task: presample, build, train (O1-Pruner and SFT-shortest), evaluate",
+        description="Run O1-Pruner end to end on the built-in arithmetic task with the shipped reference model: "
+                    "pre-sample the reference on training problems, build the weighted dataset and the SFT-shortest "
+                    "baseline, fine-tune a copy of the reference with each, evaluate the three models greedily on "
+                    "held-out problems and print a Table-2-like table (accuracy, mean length, AES, 95% intervals). "
+                    "Writes OUT/results.json, the samples, training logs and checkpoints, and PNG plots. Rerunning "
+                    "the same command after an interruption resumes (pre-sampling and training).",
+    )
+    p.add_argument("--quick", action="store_true", help="small settings (fewer problems and samples; noisier numbers), for CI and a first look")
+    p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
+    p.add_argument("--seed", type=int, default=0, help="seed of problems, sampling, dataset and training (default 0)")
+    p.add_argument("--lam", type=_lam_arg, metavar="X|auto",
+                   help="accuracy weight lambda of the reward (default: the demo's setting, see results.json), or 'auto' "
+                        "for the dual ascent that enforces the accuracy constraint")
+    p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one demo setting (repeatable; VALUE parsed as JSON when it can be): a field of "
+                        "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
+                        "samples_per_problem, sft_n, ...) or o1pruner.FIELD / sft.FIELD of the two TrainConfigs, "
+                        "e.g. --set n_train=50 --set o1pruner.epochs=1; applied after --quick, before --lam")
+    p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "train", help="fine-tune a built-in TinyLM on a weighted dataset (O1-Pruner PPO-clip, or SFT)",
+        description="Step 3 of O1-Pruner for the built-in model: off-policy PPO-clip fine-tuning against the frozen "
+                    "reference (the model as loaded) on the records written by 'o1pruner build' (weights as "
+                    "advantages), or supervised fine-tuning (--objective sft, e.g. on 'build --sft-shortest 2'). "
+                    "Writes OUT/train_log.jsonl (one line per step), OUT/checkpoints/ and the final OUT/model. "
+                    "Rerunning the same command resumes from the last checkpoint. For Hugging Face / PyTorch models "
+                    "use o1pruner.hf.O1PrunerTrainer or the TRL / verl integrations.",
+    )
+    p.add_argument("--data", required=True, metavar="FILE.jsonl",
+                   help="training records: prompt (or problem + --template), token_ids or solution, and weight "
+                        "(or length, correct, ref_mean_length, ref_accuracy to recompute it with --lam)")
+    p.add_argument("--model", default="reference", metavar="DIR",
+                   help="the model to fine-tune, also the frozen reference: a TinyLM checkpoint folder, or 'reference' "
+                        "for the shipped model (default)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (logs, checkpoints, final model)")
+    p.add_argument("--objective", default="ppo", choices=["ppo", "sft"], help="ppo: O1-Pruner (default); sft: plain SFT")
+    p.add_argument("--epochs", type=int, default=1, help="passes over the data (default 1, as the public code)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per optimizer step (default 32)")
+    p.add_argument("--micro-batch-size", type=int, help="sequences per forward/backward (gradient accumulation; same result)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default 1e-4)")
+    p.add_argument("--warmup-ratio", type=float, default=0.1, help="linear warmup share, then cosine to 0 (default 0.1)")
+    p.add_argument("--max-grad-norm", type=float, default=10.0, help="gradient-norm clip (default 10; <= 0: none)")
+    p.add_argument("--eps-low", type=float, default=0.2, help="PPO clip: ratio >= 1 - eps_low (default 0.2)")
+    p.add_argument("--eps-high", type=float, default=0.2, help="PPO clip: ratio <= 1 + eps_high (default 0.2)")
+    p.add_argument("--ratio", default="sequence_mean", choices=["sequence_mean", "token"],
+                   help="importance ratio: length-normalised sequence ratio (public code, default) or per token (TRL/verl)")
+    p.add_argument("--aggregate", help="loss aggregation (see o1pruner.ppo_clip_loss; default: that of the ratio mode)")
+    p.add_argument("--lam", type=_lam_arg, metavar="X|auto",
+                   help="recompute the weights with this lambda, or 'auto' for dual ascent on lambda (default: use the records' weights)")
+    p.add_argument("--lam-lr", type=float, default=5.0, help="dual ascent step size eta (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order (default 0)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: only at the end)")
+    p.add_argument("--tokenizer", metavar="SPEC", help="tokenizer (MODULE:NAME / FILE.py:NAME; default: the built-in character tokenizer)")
+    p.add_argument("--template", metavar="TEXT", help="render prompts from 'problem' with this user turn ({problem}) instead of the records' 'prompt'")
+    p.add_argument("--system", metavar="TEXT", help="system turn for --template")
+    p.add_argument("--no-bos", action="store_true", help="prompts without the BOS token")
+    p.add_argument("--no-resume", action="store_true", help="fail if OUT holds a checkpoint instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "presample", help="draw K samples per problem from a model, grade and measure them (JSONL, resumable)",
+        description="Step 1 of O1-Pruner: sample each problem K times, grade each sample and count its tokens. "
+                    "Finished batches are appended to OUT as they come; rerunning the same command after an "
+                    "interruption resumes without redoing finished problems.",
+    )
+    p.add_argument("--problems", required=True, metavar="FILE",
+                   help="problems: JSON array or JSONL with 'problem' and 'ground_truth_answer' (optional 'problem_id', 'difficulty')")
+    p.add_argument("--k", type=int, required=True, help="samples per problem (paper: 12-16)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="sample records, one per line (+ FILE.jsonl.meta.json)")
+    p.add_argument("--batch-size", type=int, default=8, help="problems per generator call (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed (passed per batch to generators that take a seed; default 0)")
+    p.add_argument("--save-token-ids", action="store_true", help="store the generated token ids in each record")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if OUT exists")
+    p.add_argument("--no-resume", action="store_true", help="fail if OUT exists instead of resuming")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_presample)
+
+    p = sub.add_parser(
+        "build", help="build the weighted training set from samples (public O1-Pruner construction)",
+        description="Step 2 of O1-Pruner: per-problem reference statistics over all K samples, a seeded shuffle, "
+                    "m samples kept per problem, w = (Lbar - L)/L + lam (A - Abar), clipped and z-normalised, "
+                    "exactly as the public code's construct_dataset.py by default.",
+    )
+    p.add_argument("--samples", required=True, metavar="FILE",
+                   help="samples: our JSONL (from presample), vLLM-style JSONL, or the public code's JSON (with --k)")
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "o1pruner", "vllm"], help="format of --samples (default: by extension)")
+    p.add_argument("--k", type=int, help="samples per problem, for the public JSON format (K consecutive samples per problem)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="training records with reference statistics, reward and weight")
+    p.add_argument("--llamafactory", metavar="FILE", help="also write the LLaMA-Factory weighted set (messages + weight; .json or .jsonl)")
+    p.add_argument("--lam", type=float, default=2.0, help="accuracy weight lambda (default 2; the public code used 5 for QwQ)")
+    p.add_argument("--samples-per-problem", type=_parse_m, default=2, metavar="M", help="samples kept per problem, or 'all' (default 2)")
+    p.add_argument("--clip", type=float, nargs=2, default=[-2.0, 4.0], metavar=("LOW", "HIGH"), help="clip range (default -2 4)")
+    p.add_argument("--no-clip", action="store_true", help="do not clip")
+    p.add_argument("--normalize", default="dataset", choices=["dataset", "group", "none"], help="z-normalisation (default dataset)")
+    p.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42, as the public code)")
+    p.add_argument("--selection", default="random", choices=["random", "first"], help="which m samples: seeded shuffle (default) or file order")
+    p.add_argument("--grade-from", default="solution", choices=["solution", "answer"],
+                   help="grade samples without 'correct' from the whole solution (default) or the stored 'answer' (public code)")
+    p.add_argument("--sft-shortest", type=int, metavar="N", help="instead: the SFT baseline, the N shortest correct samples per problem, weight 1")
+    p.add_argument("--tokenizer", metavar="SPEC", help="counts tokens of samples without 'length' (see presample --help)")
+    p.add_argument("--grader", metavar="SPEC", help="grades samples without 'correct' (see presample --help)")
+    p.add_argument("--template", metavar="TEXT", help="user turn for --llamafactory, with {problem} (default: the bare problem)")
+    p.add_argument("--system", metavar="TEXT", help="system turn for --llamafactory (default: the public code's system prompt)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser(
+        "evaluate", help="accuracy, length, per-difficulty numbers with 95%% CIs; compare with a reference",
+        description="Step 4 of O1-Pruner: evaluate stored greedy outputs (--samples) or run a generator on problems "
+                    "(--generator, --problems). With --reference, print delta length, delta accuracy and AES.",
+    )
+    p.add_argument("--samples", metavar="FILE", help="stored outputs to evaluate (any format 'build' reads)")
+    p.add_argument("--problems", metavar="FILE", help="problems to run --generator on")
+    p.add_argument("--reference", metavar="FILE", help="stored outputs of the reference model on the same problems")
+    p.add_argument("--ref-samples", metavar="FILE",
+                   help="pre-sampled reference records (graded) giving Abar_ref buckets for problems without 'difficulty'")
+    p.add_argument("--format", default="auto", choices=["auto", "jsonl", "o1pruner", "vllm"], help="format of --samples/--reference")
+    p.add_argument("--k", type=int, help="samples per problem, for the public JSON format")
+    p.add_argument("--name", default="model", help="name of the evaluated model in the output")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per generator call (default 64)")
+    p.add_argument("--confidence", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--outputs", metavar="FILE.jsonl",
+                   help="write the evaluated outputs (problem, answer, solution, length, correct, bucket), one per line: "
+                        "a file --samples and --reference read back")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_generation_args(p)
+    p.set_defaults(func=_cmd_evaluate)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        print(f"o1pruner {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

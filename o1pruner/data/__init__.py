@@ -9,57 +9,9 @@ holds every name of :mod:`.io` and :mod:`.formats` and
 """
 
 from .._atomic import fsync_dir
-from .formats import (
-    PUBLIC_FIELDS,
-    check_k,
-    group_by_problem,
-    llamafactory_dataset_info,
-    read_llamafactory,
-    read_o1pruner_samples,
-    read_vllm_jsonl,
-    samples_to_vllm,
-    vllm_to_samples,
-    write_llamafactory,
-    write_o1pruner_samples,
-    write_vllm_jsonl,
-)
-from .io import (
-    FieldError,
-    JSONLAppender,
-    JSONLError,
-    PathLike,
-    Records,
-    atomic_write,
-    check_required,
-    iter_jsonl,
-    read_json,
-    read_jsonl,
-    write_json,
-    write_jsonl,
-)
+from . import formats, io
+from .formats import *  # noqa: F401,F403
+from .io import *  # noqa: F401,F403
 from .prompts import MARCO_SAMPLING_TEMPLATE, PUBLIC_SYSTEM_PROMPT, PUBLIC_TRAIN_TEMPLATE, PromptTemplate, as_template
 
-__all__ = [
-    "JSONLError",
-    "FieldError",
-    "Records",
-    "iter_jsonl",
-    "read_jsonl",
-    "write_jsonl",
-    "write_json",
-    "read_json",
-    "atomic_write",
-    "JSONLAppender",
-    "read_o1pruner_samples",
-    "write_o1pruner_samples",
-    "read_vllm_jsonl",
-    "write_vllm_jsonl",
-    "vllm_to_samples",
-    "samples_to_vllm",
-    "read_llamafactory",
-    "write_llamafactory",
-    "llamafactory_dataset_info",
-    "PUBLIC_SYSTEM_PROMPT",
-    "PathLike",
-    "PromptTemplate",
-]
+__all__ = [*io.__all__, *formats.__all__, "PUBLIC_SYSTEM_PROMPT", "PromptTemplate", "fsync_dir"]

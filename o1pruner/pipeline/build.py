@@ -21,7 +21,7 @@ from ..kernels.rewards import harmonize_weights, length_harmonizing_reward, refe
 from .generate import lengths_and_correct
 from .presample import load_samples
 
-__all__ = ["build_dataset", "sft_shortest_dataset", "check_build_options"]
+__all__ = ["build_dataset", "sft_shortest_dataset", "check_build_options", "select_ranks"]
 
 
 # ---- the weighted dataset -------------------------------------------------------------
@@ -72,6 +72,24 @@ def check_build_options(lam, samples_per_problem, selection: str = "random", nor
         raise ValueError(f"grade_from: must be 'solution' or 'answer', got {grade_from!r}")
     if clip is not None:
         harmonize_weights([0.0], clip=clip, normalize=None)  # validates the (low, high) pair
+
+
+def select_ranks(sizes: np.ndarray, m: Optional[int], selection: str, seed: int) -> Optional[np.ndarray]:
+    """Ranks of the samples kept per problem, (G, m) padded with -1; None
+    keeps all. The public code's draws: one ``random.Random(seed)``
+    shuffling each problem's list in turn (the permutation depends only on
+    its size), or the first m with ``selection="first"``."""
+    if m is None:
+        return None
+    rng = random.Random(seed)
+    sel = np.full((sizes.size, m), -1, dtype=np.int64)
+    for g, n in enumerate(sizes.tolist()):
+        idx = list(range(n))
+        if selection == "random":
+            rng.shuffle(idx)
+        keep = idx[:m]
+        sel[g, :len(keep)] = keep
+    return sel
 
 
 def build_dataset(
@@ -177,15 +195,11 @@ def build_dataset(
     flat, order, offsets, lengths, correct = _prepare(samples, k, tokenizer, grader, grade_from, format)
 
     stats = reference_stats(lengths, correct, offsets=offsets)
-    rng = random.Random(seed)
+    sel = select_ranks(np.diff(offsets), samples_per_problem, selection, seed)
     keep: List[int] = []
     for g in range(len(order)):
-        idx = list(range(int(offsets[g]), int(offsets[g + 1])))
-        if samples_per_problem is not None:
-            if selection == "random":
-                rng.shuffle(idx)
-            idx = idx[:samples_per_problem]
-        keep.extend(idx)
+        lo, hi = int(offsets[g]), int(offsets[g + 1])
+        keep.extend(range(lo, hi) if sel is None else [lo + int(r) for r in sel[g] if r >= 0])
     keep_a = np.asarray(keep, dtype=np.int64)
     lbar, abar = stats.per_sample()
     reward = length_harmonizing_reward(lengths[keep_a], correct[keep_a], lbar[keep_a], abar[keep_a], lam=float(lam))
@@ -263,3 +277,4 @@ def sft_shortest_dataset(
     problems = [{"problem_id": flat[int(offsets[g])]["problem_id"], "ref_mean_length": float(stats.mean_length[g]),
                  "ref_accuracy": float(stats.accuracy[g]), "n_samples": int(stats.count[g])} for g in range(len(order))]
     return WeightedDataset(records, problems, 1.0, 0.0, {"baseline": "sft_shortest", "n": n})
+

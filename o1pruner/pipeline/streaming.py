@@ -29,7 +29,7 @@ from ..data.io import JSONLError, PathLike
 from ..data.prompts import PUBLIC_TRAIN_TEMPLATE, as_template
 from ..data.validators import check_sample
 from ..kernels.rewards import harmonize_weights, length_harmonizing_reward
-from .build import check_build_options
+from .build import check_build_options, select_ranks
 from .generate import lengths_and_correct
 
 __all__ = ["build_dataset_streaming", "StreamResult", "iter_samples"]
@@ -271,22 +271,6 @@ class _Groups:
         return g, rank
 
 
-def _select(sizes: np.ndarray, m: Optional[int], selection: str, seed: int) -> Optional[np.ndarray]:
-    """Ranks kept per problem, (G, m) padded with -1; None keeps all. The
-    same draws as build_dataset: one random.Random(seed) shuffling each
-    problem's list in turn (the permutation depends only on its size)."""
-    if m is None:
-        return None
-    rng = random.Random(seed)
-    sel = np.full((sizes.size, m), -1, dtype=np.int64)
-    for g, n in enumerate(sizes.tolist()):
-        idx = list(range(n))
-        if selection == "random":
-            rng.shuffle(idx)
-        keep = idx[:m]
-        sel[g, :len(keep)] = keep
-    return sel
-
 
 def _read_rows(f, n: int) -> np.ndarray:
     rows = np.fromfile(f, dtype=_ROW, count=n)
@@ -401,7 +385,7 @@ def build_dataset_streaming(
         count = groups.count[:G]
         mean_len = groups.sum_len[:G] / count
         acc = groups.sum_cor[:G] / count
-        sel = _select(count, samples_per_problem, selection, seed)
+        sel = select_ranks(count, samples_per_problem, selection, seed)
 
         def kept(rows: np.ndarray) -> np.ndarray:
             if sel is None:

@@ -15,7 +15,7 @@ __all__ = ["TrainConfig", "lr_at"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(PPOConfig):
     """Settings of :class:`Trainer`. Defaults are the public O1-Pruner code's
     where it has one (method.md step 3), except the learning rate, which is
     for the small built-in model.
@@ -47,18 +47,12 @@ class TrainConfig:
     betas, adam_eps, weight_decay
         AdamW (torch defaults, as the public code; no weight decay).
     eps_low, eps_high, ratio, aggregate, dual_clip, logratio_clamp
-        The objective (:class:`o1pruner.train.PPOConfig`, the spec shared with
-        the Hugging Face trainer and the CLI; :attr:`ppo` gives it):
-    eps_low, eps_high : float, default 0.2
-        PPO clip range ``[1 - eps_low, 1 + eps_high]``.
-    ratio : {"sequence_mean", "token"}, default "sequence_mean"
-        The importance ratio of :func:`o1pruner.ppo_clip_loss`: the public
-        code's length-normalised sequence ratio, or per token (TRL / verl).
-    aggregate : str or None
-        The loss aggregation (see :func:`o1pruner.ppo_clip_loss`); None: its
-        default for the ratio mode.
-    dual_clip, logratio_clamp : float or None
-        As in :func:`o1pruner.ppo_clip_loss`.
+        The objective: a TrainConfig is a :class:`o1pruner.train.PPOConfig`
+        (the spec shared with the Hugging Face trainer and the CLI; documented
+        there, defaults the public code's loss) with the training settings
+        added; :attr:`ppo` gives the objective alone. With
+        micro-batches the aggregate is taken with the whole batch's
+        normalisers, so the step does not depend on the split.
     lam : None, float or "auto", default None
         None: train with the records' ``weight`` as given. A number: recompute
         every weight with this lambda (reward -> clip -> normalisation, from
@@ -112,12 +106,6 @@ class TrainConfig:
     betas: Tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
-    eps_low: float = 0.2
-    eps_high: float = 0.2
-    ratio: str = "sequence_mean"
-    aggregate: Optional[str] = None
-    dual_clip: Optional[float] = None
-    logratio_clamp: Optional[float] = None
     lam: Union[None, float, str] = None
     lam_init: Optional[float] = None
     lam_lr: float = 5.0
@@ -155,8 +143,7 @@ class TrainConfig:
         number("max_grad_norm", 0, lo_open=True, allow_none=True)
         number("adam_eps", 0, lo_open=True)
         number("weight_decay", 0)
-        ppo = PPOConfig(self.eps_low, self.eps_high, self.ratio, self.aggregate, self.dual_clip, self.logratio_clamp)
-        self.eps_low, self.eps_high, self.dual_clip, self.logratio_clamp = ppo.eps_low, ppo.eps_high, ppo.dual_clip, ppo.logratio_clamp
+        PPOConfig.__post_init__(self)  # the objective's fields
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2 or not all(
                 isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas: must be a pair of numbers in [0, 1), got {self.betas!r}")

@@ -14,7 +14,7 @@ those of the whole batch whatever the split.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -29,7 +29,7 @@ SEQUENCE_AGGREGATES = ("mean", "sum")
 TOKEN_AGGREGATES = ("token-mean", "bnpo", "grpo", "seq-mean-token-mean", "seq-mean-token-sum", "dr_grpo")
 
 
-@dataclass(frozen=True)
+@dataclass
 class PPOConfig:
     """O1-Pruner's PPO-clip objective (method.md step 3); the defaults are
     the public O1-Pruner code's loss.
@@ -75,7 +75,8 @@ class PPOConfig:
         return self.aggregate or ("mean" if self.ratio == "sequence_mean" else "token-mean")
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The objective's fields (also of a :class:`~o1pruner.TrainConfig`)."""
+        return {f.name: getattr(self, f.name) for f in fields(PPOConfig)}
 
     def kwargs(self) -> Dict[str, Any]:
         """The keyword arguments of the kernels (every twin takes them)."""

@@ -123,6 +123,8 @@ class Trainer:
 
     Attributes
     ----------
+    ppo : PPOConfig
+        The objective (``config.ppo``).
     weights : ndarray of float64
         The current training weight (advantage) of each sample.
     history : list of dict
@@ -184,7 +186,7 @@ class Trainer:
             if "normalize" in params and "normalize" not in overrides:
                 config.normalize = params["normalize"]
         self.config = config
-        self.objective: PPOConfig = config.ppo
+        self.ppo: PPOConfig = config.ppo
         self.model = model
         self.tokenizer = tokenizer
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
@@ -336,8 +338,8 @@ class Trainer:
             self._log_ratio[sub] = seq_sum / self.data.response_lengths[sub] - ref["mean"][sub]
         if cfg.objective == "sft":  # mean negative log-likelihood per token of the batch
             grad = np.where(valid, np.float32(-1.0 / N), np.float32(0.0)).astype(np.float32)
-            return -float(lp64.sum()) / N, grad, self.objective.ratio_stats(lp, ref["mean"][sub], valid)
-        spec = self.objective
+            return -float(lp64.sum()) / N, grad, self.ppo.ratio_stats(lp, ref["mean"][sub], valid)
+        spec = self.ppo
         if spec.ratio == "sequence_mean":
             res = spec.loss(lp, ref["mean"][sub], self.weights[sub], valid, global_batch_size=B)
         else:

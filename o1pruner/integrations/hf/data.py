@@ -12,14 +12,7 @@ from ...data.validators import finite_number
 from .logprobs import pad_batch
 from .tokenize import encode_pair, truncate, warn_truncated
 
-try:
-    import torch
-    import transformers
-except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "o1pruner.hf needs PyTorch and Hugging Face transformers, which are optional: "
-        "install them with pip install 'o1pruner[hf]' (torch, transformers, accelerate)"
-    ) from _exc
+from .deps import torch, transformers  # noqa: F401  (the [hf] extra, or an ImportError naming it)
 
 __all__ = ["O1PrunerDataset", "O1PrunerCollator", "RECORD_FIELDS"]
 

@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-try:
-    import torch
-    import transformers
-except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "o1pruner.hf needs PyTorch and Hugging Face transformers, which are optional: "
-        "install them with pip install 'o1pruner[hf]' (torch, transformers, accelerate)"
-    ) from _exc
+from .deps import torch, transformers  # noqa: F401  (the [hf] extra, or an ImportError naming it)
 
 __all__ = ["tiny_tokenizer", "tiny_qwen2", "TINY_CHAT_TEMPLATE"]
 

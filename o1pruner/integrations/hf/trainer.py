@@ -16,14 +16,7 @@ from .data import O1PrunerCollator, O1PrunerDataset
 from .logprobs import response_logprob_sums
 from .tokenize import context_length, pad_token_id
 
-try:
-    import torch
-    import transformers
-except ImportError as _exc:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "o1pruner.hf needs PyTorch and Hugging Face transformers, which are optional: "
-        "install them with pip install 'o1pruner[hf]' (torch, transformers, accelerate)"
-    ) from _exc
+from .deps import torch, transformers  # noqa: F401  (the [hf] extra, or an ImportError naming it)
 
 __all__ = ["o1pruner_loss", "O1PrunerTrainer", "paper_training_arguments"]
 

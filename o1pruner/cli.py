@@ -1,6 +1,14 @@
 """The ``o1pruner`` command line: ``info``, ``demo`` (the whole method on the
-built-in task), and the pipeline over JSONL files (``presample``, ``build``,
-``train``, ``evaluate``) for users' own models and data."""
+built-in task), ``problems`` (the built-in task's problems as JSONL), and the
+pipeline over JSONL files (``presample``, ``build``, ``train``, ``evaluate``)
+for users' own models and data.
+
+Conventions of every command: a user error is one line on stderr,
+``o1pruner CMD: error: --FLAG: FILE:LINE: what`` (the flag, the file, the
+1-based line; a missing input file is ``--FLAG: file not found: FILE``), exit
+code 2; an output file's folder must exist; warnings are
+``o1pruner CMD: warning: ...``; output cut short by a closed pipe
+(``| head -1``) ends quietly."""
 
 from __future__ import annotations
 
@@ -10,7 +18,8 @@ import importlib.util
 import json
 import os
 import sys
-from typing import Any, List, Optional
+import warnings
+from typing import Any, List, Optional, Tuple
 
 
 class CLIError(Exception):
@@ -96,6 +105,32 @@ def _gen_kwargs(args) -> dict:
     return kw
 
 
+def _positive_int(v: str) -> int:
+    try:
+        x = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v!r}") from None
+    if x < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v!r}")
+    return x
+
+
+def _default_max_new_tokens(args, gen) -> int:
+    """What fits the built-in model: its context minus the longest prompt
+    of the problems (the C core stops a longer request)."""
+    from .pipeline import as_problems
+
+    ctx = gen.model.config.max_position_embeddings
+    if not getattr(args, "problems", None):
+        return ctx - 1
+    tpl = _template(args, builtin_model=True)
+    longest = max((len(gen.format.prompt_ids(tpl.render(p["problem"]) if tpl is not None else p["problem"]))
+                   for p in as_problems(args.problems)), default=1)
+    if longest >= ctx:
+        raise CLIError(f"--problems: a prompt has {longest} tokens, the model's context is {ctx}: no room for a solution")
+    return ctx - longest
+
+
 def _load_tinylm(path: str):
     from .models import TinyLM
 
@@ -123,8 +158,10 @@ def _generator_and_tokenizer(args, required: bool = True):
             from .tasks import CharTokenizer
 
             tok = CharTokenizer()
-        gen = TinyLMGenerator(_load_tinylm(args.model), tok, max_new_tokens=args.max_new_tokens,
+        gen = TinyLMGenerator(_load_tinylm(args.model), tok, max_new_tokens=args.max_new_tokens or 1,
                               add_bos=not args.no_bos)
+        if args.max_new_tokens is None:
+            gen.max_new_tokens = _default_max_new_tokens(args, gen)
         return gen, tok
     if not args.generator:
         if required:
@@ -142,7 +179,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="instead of --generator: a built-in TinyLM checkpoint folder (e.g. the 'model' folder written by "
                         "'o1pruner train'), or 'reference' for the shipped reference model; tokenizer: the built-in "
                         "character tokenizer unless --tokenizer")
-    g.add_argument("--max-new-tokens", type=int, default=256, help="with --model: longest generated solution (default 256)")
+    g.add_argument("--max-new-tokens", type=_positive_int,
+                   help="with --model: longest generated solution (default: what fits the model, its context minus the "
+                        "longest prompt; 230+ for the shipped model on the built-in task)")
     g.add_argument("--no-bos", action="store_true", help="with --model: prompts without the BOS token")
     g.add_argument("--gen-arg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for the generator (repeatable; VALUE parsed as JSON when it can be), e.g. temperature=0.5")
@@ -351,7 +390,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from . import set_num_threads
     from .demo import DemoSettings, format_levels, format_table, run_demo
 
-    if args.threads:
+    if args.threads is not None:
         set_num_threads(args.threads)
     settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
     settings = _apply_settings(settings, args.set or [])
@@ -365,17 +404,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             if settings.o1pruner.lam is not None:
                 settings.o1pruner = dataclasses.replace(settings.o1pruner, lam=float(args.lam))
     log = (lambda m: None) if args.quiet else print
-    res = run_demo(args.out, settings, reference=args.reference, plots=not args.no_plots, progress=not args.quiet, log=log)
-    print()
-    print(format_table(res))
-    print()
-    print("per difficulty level (held-out problems):")
-    print(format_levels(res))
-    print()
-    nd = res.get("non_default_options") or []
-    print("O1-Pruner options that differ from the public code's defaults: " + (", ".join(nd) if nd else "none"))
-    print(f"total {res['seconds']:.0f} s; results in {os.path.join(args.out, 'results.json')}"
-          + ("" if args.no_plots else "; plots: " + ", ".join(res.get("plots", []))))
+
+    def show(res):  # as soon as results.json is written, before the plots
+        print()
+        print(format_table(res))
+        print()
+        print("per difficulty level (held-out problems):")
+        print(format_levels(res))
+        print()
+        nd = res.get("non_default_options") or []
+        print("O1-Pruner options that differ from the public code's defaults: " + (", ".join(nd) if nd else "none"))
+        print(f"results in {os.path.join(args.out, 'results.json')}", flush=True)
+
+    res = run_demo(args.out, settings, reference=args.reference, plots=not args.no_plots, progress=not args.quiet, log=log,
+                   on_results=show)
+    print(f"total {res['seconds']:.0f} s" + ("" if args.no_plots else "; plots: " + ", ".join(
+        os.path.join(args.out, p) for p in res.get("plots", []))))
+    return 0
+
+
+# ---- problems ---------------------------------------------------------------------------------
+
+def _levels_arg(v: str) -> List[int]:
+    try:
+        out = [int(x) for x in v.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected levels like 1,2,3, got {v!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected levels like 1,2,3, got {v!r}")
+    return out
+
+
+def _cmd_problems(args: argparse.Namespace) -> int:
+    from .demo import task_problems
+    from .io import write_jsonl
+    from .tasks import LEVELS, ArithmeticTask
+
+    if args.level is not None:
+        bad = [x for x in args.level if not 1 <= x <= len(LEVELS)]
+        if bad:
+            raise CLIError(f"--level: levels are 1..{len(LEVELS)}, got {bad[0]}")
+    recs = task_problems(ArithmeticTask(), args.n, args.split, args.seed, levels=args.level)
+    write_jsonl(args.out, recs)
+    levels = sorted({r["difficulty"] for r in recs})
+    print(f"wrote {len(recs)} {args.task} problems ({args.split} split, seed {args.seed}, levels "
+          f"{','.join(map(str, levels))}) to {args.out}")
     return 0
 
 
@@ -387,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="O1-Pruner: length-harmonizing fine-tuning of long-thinking reasoning models.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"o1pruner {__version__}")
     p = sub.add_parser("info", help="print the build configuration (BLAS, flags, SIMD, threads)")
     p.set_defaults(func=_cmd_info)
 
@@ -411,10 +487,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
                         "samples_per_problem, sft_n, ...) or o1pruner.FIELD / sft.FIELD of the two TrainConfigs, "
                         "e.g. --set n_train=50 --set o1pruner.epochs=1; applied after --quick, before --lam")
-    p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, help="threads of the C core, >= 1 (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser(
+        "problems", help="write problems of the built-in task as JSONL (input of presample and evaluate)",
+        description="Draw problems of the built-in arithmetic task (the one the shipped reference model solves) and "
+                    "write them as JSONL records with problem_id, problem, ground_truth_answer and difficulty (the "
+                    "level): the --problems file of 'presample' and 'evaluate'. The train and heldout splits never "
+                    "share an expression; the same flags give the same problems.",
+    )
+    p.add_argument("--task", default="arithmetic", choices=["arithmetic"], help="the built-in task (default arithmetic)")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of problems (levels in equal shares)")
+    p.add_argument("--split", default="train", choices=["train", "heldout"],
+                   help="train (to pre-sample and fine-tune on) or heldout (to evaluate on); default train")
+    p.add_argument("--seed", type=int, default=0, help="seed; the same flags give the same problems (default 0)")
+    p.add_argument("--level", type=_levels_arg, metavar="L[,L...]",
+                   help="difficulty levels to draw, e.g. 1,2 (default: all levels, 1 = easiest)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the problems, one JSON record per line")
+    p.set_defaults(func=_cmd_problems)
 
     p = sub.add_parser(
         "train", help="fine-tune a built-in TinyLM on a weighted dataset (O1-Pruner PPO-clip, or SFT)",
@@ -530,16 +623,100 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Input files of each command (flag, attribute): checked to exist before
+#: anything runs, and named by their flag in error messages.
+_INPUTS = {
+    "presample": (("--problems", "problems"),),
+    "build": (("--samples", "samples"),),
+    "evaluate": (("--samples", "samples"), ("--problems", "problems"), ("--reference", "reference"),
+                 ("--ref-samples", "ref_samples")),
+    "train": (("--data", "data"),),
+}
+#: Output files (their folder must exist: a typo is not silently created)
+#: and output folders (created, but their parent must exist).
+_OUTPUT_FILES = {
+    "presample": (("--out", "out"),),
+    "build": (("--out", "out"), ("--llamafactory", "llamafactory")),
+    "evaluate": (("--json", "json"), ("--outputs", "outputs")),
+    "problems": (("--out", "out"),),
+}
+_OUTPUT_DIRS = {"train": (("--out", "out"),), "demo": (("--out", "out"),)}
+
+
+def _flagged(args: argparse.Namespace, table) -> List[Tuple[str, str]]:
+    return [(flag, os.fspath(getattr(args, attr))) for flag, attr in table.get(args.command, ())
+            if getattr(args, attr, None) is not None]
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    for flag, path in _flagged(args, _INPUTS):
+        if not os.path.exists(path):
+            raise CLIError(f"{flag}: file not found: {path}")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag}: {path} is a folder, expected a file")
+    for flag, path in _flagged(args, _OUTPUT_FILES):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag}: the folder of {path} does not exist ({parent}); create it first")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag}: {path} is a folder, expected a file name")
+    for flag, path in _flagged(args, _OUTPUT_DIRS):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag}: the parent folder of {path} does not exist ({parent}); create it first")
+
+
+def _message(args: argparse.Namespace, e: BaseException) -> str:
+    """One line in the package's convention: the flag, the file, the 1-based
+    line (``--samples: s.jsonl:3: not valid JSON``)."""
+    files = _flagged(args, _INPUTS) + _flagged(args, _OUTPUT_FILES)
+    if isinstance(e, FileNotFoundError) and e.filename is not None:
+        name = os.fspath(e.filename)
+        for flag, path in files:
+            if os.path.abspath(path) == os.path.abspath(name):
+                return f"{flag}: file not found: {path}"
+        return f"file not found: {name}"
+    msg = str(e)
+    if not msg.startswith("--"):
+        for flag, path in files:
+            if msg.startswith(path + ":") or msg.startswith(path + "["):
+                return f"{flag}: {msg}"
+    return msg
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        # the reader of stdout went away (`o1pruner info | head -1`): stop
+        # quietly, and keep Python from failing again on the final flush
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+
+
+def _main(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"o1pruner {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        print(f"o1pruner {args.command}: error: {e}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            _check_paths(args)
+            return int(args.func(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, IsADirectoryError) as e:
+        print(f"o1pruner {args.command}: error: {_message(args, e)}", file=sys.stderr)
         return 2
 
 

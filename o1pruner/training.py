@@ -209,11 +209,11 @@ def _record_prompt(r: Mapping[str, Any], tpl, i: int, where: str) -> str:
     if tpl is not None:
         text = r.get("problem")
         if not isinstance(text, str):
-            raise ValueError(f"{where}[{i}]: missing field 'problem' (needed to render the prompt with template=)")
+            raise ValueError(f"{_loc(where, i)}: missing field 'problem' (needed to render the prompt with template=)")
         return tpl.render(text)
     p = r.get("prompt")
     if not isinstance(p, str):
-        raise ValueError(f"{where}[{i}]: missing field 'prompt' (pass template= to render it from 'problem')")
+        raise ValueError(f"{_loc(where, i)}: missing field 'prompt' (pass template= to render it from 'problem')")
     return p
 
 
@@ -257,21 +257,21 @@ def encode_samples(
         prompt = _record_prompt(r, tpl, i, where)
         p = fmt.prompt_ids(prompt)
         if len(p) == 0:
-            raise ValueError(f"{where}[{i}]: the prompt encodes to no tokens")
+            raise ValueError(f"{_loc(where, i)}: the prompt encodes to no tokens")
         ids = r.get("token_ids") if use_token_ids else None
         if ids is not None:
             resp = [int(x) for x in ids]
         else:
             sol = r.get("solution")
             if not isinstance(sol, str):
-                raise ValueError(f"{where}[{i}]: missing field 'solution' (or 'token_ids')")
+                raise ValueError(f"{_loc(where, i)}: missing field 'solution' (or 'token_ids')")
             resp = fmt.response_ids(sol)
         if len(resp) == 0:
-            raise ValueError(f"{where}[{i}]: the response has zero tokens; every training sample needs a response")
+            raise ValueError(f"{_loc(where, i)}: the response has zero tokens; every training sample needs a response")
         cut = False
         if max_length is not None and len(p) + len(resp) > max_length:
             if len(p) >= max_length:
-                raise ValueError(f"{where}[{i}]: the prompt has {len(p)} tokens, max_length is {max_length}: no room for a response")
+                raise ValueError(f"{_loc(where, i)}: the prompt has {len(p)} tokens, max_length is {max_length}: no room for a response")
             resp = resp[: max_length - len(p)]
             cut = True
         seqs.append(np.asarray(p + resp, dtype=np.int64))
@@ -508,6 +508,23 @@ def lr_at(step: int, total_steps: int, lr: float, warmup_ratio: float = 0.1, min
 
 # ---- datasets ---------------------------------------------------------------------------
 
+class _FileLoc(str):
+    """The name of a JSONL file for messages, with the line number (from 1)
+    of each of its records: record i is reported as ``file:line``, the
+    convention of every reader of the package (not ``file[i]``)."""
+
+    lines: List[int]
+
+
+def _loc(where: str, i: int) -> str:
+    """``file:line`` of record `i` of a file, else ``where[i]`` (records
+    passed as a list)."""
+    lines = getattr(where, "lines", None)
+    if lines is not None and 0 <= i < len(lines):
+        return f"{where}:{lines[i]}"
+    return f"{where}[{i}]"
+
+
 def _as_records(data: Any) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
     """(records, construction params, name for messages)."""
     from .pipeline import WeightedDataset
@@ -516,8 +533,10 @@ def _as_records(data: Any) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str]:
         return [dict(r) for r in data.records], dict(data.params), "dataset"
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
-        recs = list(_io.read_jsonl(path))
-        return recs, {}, path
+        read = _io.read_jsonl(path)
+        where = _FileLoc(path)
+        where.lines = list(read.lines)
+        return list(read), {}, where
     if isinstance(data, Mapping) or isinstance(data, (bytes, str)):
         raise TypeError(f"dataset: expected a WeightedDataset, a list of records or a JSONL path, got {type(data).__name__}")
     try:
@@ -532,17 +551,17 @@ def _finite_field(recs, name, where, positive=False) -> np.ndarray:
     for i, r in enumerate(recs):
         v = r.get(name)
         if v is None:
-            raise ValueError(f"{where}[{i}]: missing field {name!r}")
+            raise ValueError(f"{_loc(where, i)}: missing field {name!r}")
         if isinstance(v, bool) and name != "correct":
-            raise ValueError(f"{where}[{i}]: field {name!r} must be a number, got {v!r}")
+            raise ValueError(f"{_loc(where, i)}: field {name!r} must be a number, got {v!r}")
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}[{i}]: field {name!r} must be a number, got {v!r}") from None
+            raise ValueError(f"{_loc(where, i)}: field {name!r} must be a number, got {v!r}") from None
         if not math.isfinite(x):
-            raise ValueError(f"{where}[{i}]: field {name!r} is {x} (must be finite)")
+            raise ValueError(f"{_loc(where, i)}: field {name!r} is {x} (must be finite)")
         if positive and x <= 0:
-            raise ValueError(f"{where}[{i}]: field {name!r} must be > 0, got {v!r}")
+            raise ValueError(f"{_loc(where, i)}: field {name!r} must be > 0, got {v!r}")
         out[i] = x
     return out
 
@@ -689,7 +708,7 @@ class Trainer:
         vocab = model.config.vocab_size
         for i, a in enumerate(self.data.ids):
             if a.min() < 0 or a.max() >= vocab:
-                raise ValueError(f"{where}[{i}]: token id {int(a.max() if a.max() >= vocab else a.min())} is outside the model's vocabulary [0, {vocab})")
+                raise ValueError(f"{_loc(where, i)}: token id {int(a.max() if a.max() >= vocab else a.min())} is outside the model's vocabulary [0, {vocab})")
         if self.data.truncated.any():
             warnings.warn(f"{where}: {int(self.data.truncated.sum())} response(s) cut to max_length={max_len} tokens",
                           RuntimeWarning, stacklevel=2)
@@ -703,6 +722,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.history: List[Dict[str, Any]] = []
         self.step = 0
+        #: the step of the checkpoint :meth:`train` resumed from (None: a fresh start)
+        self.resumed_step: Optional[int] = None
         self._rng = np.random.default_rng(config.seed)
         self._perm: Optional[np.ndarray] = None
         self._perm_epoch = -1
@@ -731,7 +752,7 @@ class Trainer:
         A = _finite_field(recs, "correct", where)
         if np.any((A != 0) & (A != 1)):
             i = int(np.argmax((A != 0) & (A != 1)))
-            raise ValueError(f"{where}[{i}]: field 'correct' must be a boolean, got {recs[i]['correct']!r}")
+            raise ValueError(f"{_loc(where, i)}: field 'correct' must be a boolean, got {recs[i]['correct']!r}")
         Lbar = _finite_field(recs, "ref_mean_length", where, positive=True)
         Abar = _finite_field(recs, "ref_accuracy", where)
         self._fields = (L, A, Lbar, Abar)
@@ -1044,6 +1065,7 @@ class Trainer:
         self.model._exp_avg_sq[...] = loaded._exp_avg_sq
         self.model.step_count = loaded.step_count
         self.step = int(st["step"])
+        self.resumed_step = self.step
         self.lam = st["lam"]
         self._rng.bit_generator.state = st["rng"]
         self._perm_epoch = int(st["perm_epoch"])

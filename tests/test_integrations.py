@@ -214,7 +214,7 @@ def test_verl_tokenizer_by_object_counts_like_presample():
 
 # ---- verl loads the file by path; unknown options; the on-policy defaults ---------------
 
-def load_like_verl(path, module_name=None):
+def load_like_verl(path, module_name=None, modules=None):
     """verl's ``load_extern_object(path, "compute_score")``: the file executed
     with ``spec_from_file_location`` + ``exec_module`` under a name of its own
     (current verl: ``custom_module_<hash>``, not in sys.modules; verl <= 0.7:
@@ -225,6 +225,8 @@ def load_like_verl(path, module_name=None):
 
     spec = importlib.util.spec_from_file_location(module_name or f"custom_module_{hash(os.path.abspath(path))}", path)
     mod = importlib.util.module_from_spec(spec)
+    if module_name is not None:
+        modules[module_name] = mod
     spec.loader.exec_module(mod)
     return mod
 
@@ -237,9 +239,8 @@ def test_verl_file_loads_the_way_verl_loads_it(monkeypatch):
     info = {"ref_mean_length": 40, "ref_accuracy": 0.5, "response_length": 31}
     for name in (None, "custom_module"):
         with monkeypatch.context() as m:
-            if name:
-                m.setitem(sys.modules, name, None)  # the old loader's slot; restored afterwards
-            mod = load_like_verl(imported.__file__, name)
+            m.setitem(sys.modules, "custom_module", None)  # restored (removed) when the context ends
+            mod = load_like_verl(imported.__file__, name, sys.modules)
         assert mod.__name__ != imported.__name__ and mod.compute_score is not imported.compute_score
         got = mod.compute_score(data_source="gsm8k", solution_str="so 7", ground_truth="7", extra_info=dict(info),
                                 grader=ends_with_grader)

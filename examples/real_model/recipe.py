@@ -241,10 +241,10 @@ class VLLMGenerator:
     per-prompt seeds, so a resumed pre-sampling draws what an uninterrupted
     one would. temperature 0 is greedy."""
 
-    def __init__(self, path: str, tokenizer, a, temperature: float, top_p: float):
+    def __init__(self, path: str, tokenizer_path: str, tokenizer, a, temperature: float, top_p: float):
         from vllm import LLM
 
-        self.llm = LLM(model=path, tokenizer=path, dtype="bfloat16" if a.bf16 else "auto", seed=a.seed,
+        self.llm = LLM(model=path, tokenizer=tokenizer_path, dtype="bfloat16" if a.bf16 else "auto", seed=a.seed,
                        tensor_parallel_size=a.tensor_parallel)
         self.eos = tokenizer.eos_token_id
         self.temperature, self.top_p, self.max_tokens = temperature, top_p, a.max_new_tokens
@@ -325,10 +325,12 @@ def release_memory() -> None:
         pass
 
 
-def generator(path: str, tokenizer, a, sampling: bool):
+def generator(path: str, tokenizer, a, P, sampling: bool):
+    """A generator over the model at `path`, always with the reference's
+    tokenizer (the pruned checkpoint is the same vocabulary)."""
     if use_vllm(a):
         log(f"generating with vLLM ({path})")
-        return VLLMGenerator(path, tokenizer, a, a.temperature if sampling else 0.0, a.top_p)
+        return VLLMGenerator(path, model_path(a, P), tokenizer, a, a.temperature if sampling else 0.0, a.top_p)
     log(f"generating with HFGenerator on {device_of(a)} ({path})")
     return HFGen(load_hf_model(path, a), tokenizer, a, do_sample=sampling)
 
@@ -358,7 +360,7 @@ def stage_presample(a, P) -> None:
         log(f"presample: resuming, {n_lines} of {n_prob * a.k} samples found in {P['samples']}")
     path = model_path(a, P)
     tok = load_tokenizer(path)
-    gen = generator(path, tok, a, sampling=True)
+    gen = generator(path, tok, a, P, sampling=True)
     t0 = time.time()
     samples = o1pruner.presample(gen, P["train_problems"], k=a.k, template=template(a), tokenizer=Tokens(tok),
                                  out=P["samples"], batch_size=a.problems_per_batch, seed=a.seed,
@@ -432,7 +434,7 @@ def evaluate_one(name: str, path: str, tok, a, P, out: str):
     if os.path.exists(out):
         log(f"evaluate {name}: done before ({out}), reused")
         return o1pruner.evaluate_samples(out, name=name, seed=a.seed)
-    gen = generator(path, tok, a, sampling=False)
+    gen = generator(path, tok, a, P, sampling=False)
     res = o1pruner.evaluate(gen, P["test_problems"], name=name, template=template(a), tokenizer=Tokens(tok),
                             batch_size=a.gen_batch, seed=a.seed)
     gen.close()

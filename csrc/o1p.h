@@ -70,7 +70,8 @@ typedef int64_t o1p_int;
  * `*` or `+` on sizes that come from the caller (the build uses -fwrapv, so an
  * unchecked overflow wraps silently and skips the range checks after it).
  *
- * o1p_mul_overflow / o1p_add_overflow: 1 on int64 overflow, else 0 and *out.
+ * o1p_mul_overflow / o1p_add_overflow / o1p_sub_overflow: 1 on int64
+ *   overflow, else 0 and *out.
  * o1p_size_mul / o1p_size_add: for chains of size arithmetic; *ovf becomes 1
  *   (and stays 1) when an operand is negative or the result overflows; the
  *   value returned is then 0 and meaningless. Check *ovf once at the end.
@@ -81,6 +82,9 @@ static inline int o1p_mul_overflow(o1p_int a, o1p_int b, o1p_int *out) {
 }
 static inline int o1p_add_overflow(o1p_int a, o1p_int b, o1p_int *out) {
     return __builtin_add_overflow(a, b, out);
+}
+static inline int o1p_sub_overflow(o1p_int a, o1p_int b, o1p_int *out) {
+    return __builtin_sub_overflow(a, b, out);
 }
 static inline o1p_int o1p_size_mul(o1p_int a, o1p_int b, int *ovf) {
     o1p_int r;

@@ -207,6 +207,11 @@ def test_unexpected_exceptions_are_not_swallowed():
         _core.token_logprobs(logits, [0, 1], EvilInt(1), -100)
     with pytest.raises(ValueError, match="temperature: .*too large for a float64"):
         _core.token_logprobs(logits, [0, 1], 2**2000, -100)
+    # the same pattern in harmonize_weights' clip pair
+    with pytest.raises(Boom):
+        _core.harmonize_weights([1.0, 2.0, 3.0], (EvilInt(0), 1.0))
+    with pytest.raises(TypeError, match="clip: low and high must be real numbers"):
+        _core.harmonize_weights([1.0, 2.0, 3.0], ("a", 1.0))
 
 
 # ---- point 1: what the kernels read is what was checked ----------------------

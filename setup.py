@@ -92,7 +92,7 @@ def compiler_supports(flags, code="int main(void){return 0;}\n"):
 
 inc, libdirs, libs, blas_link, blas_macros, blas_desc = blas_config()
 
-cflags = ["-std=c99", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
           "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
 ldflags = list(blas_link)
 if DEBUG or SANITIZE:

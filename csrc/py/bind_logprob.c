@@ -30,21 +30,9 @@ static int parse_temperature(PyObject *obj, double *out) {
 
 /* ignore_index: a Python or NumPy integer (not bool) that fits int64. */
 static int parse_ignore_index(PyObject *obj, int64_t *out) {
-    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "ignore_index: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyObject *v = PyNumber_Index(obj);
-    if (v == NULL) return -1;
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    Py_DECREF(v);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (overflow) {
-        PyErr_SetString(PyExc_ValueError, "ignore_index: does not fit int64");
-        return -1;
-    }
-    *out = (int64_t)x;
+    long long v;
+    if (o1p_parse_int(obj, "ignore_index", &v) < 0) return -1;
+    *out = (int64_t)v;
     return 0;
 }
 

@@ -206,8 +206,13 @@ static PyObject *py_harmonize_weights(PyObject *self, PyObject *args, PyObject *
         Py_XDECREF(a);
         Py_XDECREF(b);
         if (PyErr_Occurred()) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError, "clip: low and high must be real numbers");
+            /* replace only what a non-number gives; anything else
+             * (KeyboardInterrupt, MemoryError, ...) propagates */
+            if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_ValueError) ||
+                PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                PyErr_Clear();
+                PyErr_SetString(PyExc_TypeError, "clip: low and high must be real numbers");
+            }
             return NULL;
         }
         if (!(lo < hi) || isnan(lo) || isnan(hi)) {

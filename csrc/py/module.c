@@ -18,13 +18,14 @@
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) {
-        PyErr_Format(PyExc_TypeError, "n: expected an int, got %s", Py_TYPE(arg)->tp_name);
-        return NULL;
+    long long n;
+    if (o1p_parse_int(arg, "n", &n) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+        PyErr_Clear(); /* only the "does not fit int64" error: name the range */
+        n = -1;
     }
     if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "n: number of threads must be in [1, 4096], got %ld", n);
+        PyErr_Format(PyExc_ValueError, "n: number of threads must be in [1, 4096], got %R", arg);
         return NULL;
     }
     o1p_set_num_threads((int)n);

@@ -53,8 +53,12 @@ def harmonize_weights(rewards, clip=(-2.0, 4.0), normalize="dataset", group=None
         w = np.where(w > hi, hi, w)
 
     def z(x):
-        sd = x.std()
-        return np.zeros_like(x) if np.all(x == x[0]) else (x - x.mean()) / sd
+        if np.all(x == x[0]):
+            return np.zeros_like(x)
+        # in units of the power of two above max |x| (the z-score is
+        # scale-free): neither the sum nor the squares overflow or underflow
+        xs = np.ldexp(x, -np.frexp(np.max(np.abs(x)))[1])
+        return (xs - xs.mean()) / xs.std()
 
     if normalize == "dataset":
         return z(w)

@@ -32,7 +32,13 @@ def reference_stats(lengths, correct, group):
     lengths = np.asarray(lengths, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     ids, inverse, count = np.unique(np.asarray(group), return_inverse=True, return_counts=True)
-    mean_length = np.bincount(inverse, weights=lengths) / count
+    with np.errstate(over="ignore"):
+        mean_length = np.bincount(inverse, weights=lengths) / count
+    # a sum that overflowed (lengths near the float64 maximum): in units of 2^64
+    big = np.isinf(mean_length)
+    if big.any():
+        scaled = np.ldexp(np.bincount(inverse, weights=np.ldexp(lengths, -64)) / count, 64)
+        mean_length = np.where(big, scaled, mean_length)
     accuracy = np.bincount(inverse, weights=correct) / count
     return ids, mean_length, accuracy, count, inverse
 

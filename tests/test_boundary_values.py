@@ -261,6 +261,18 @@ def test_harmonize_weights_ordinary_values_unchanged(rng):
     assert_close(o1pruner.harmonize_weights(x), want, rtol=1e-13, atol=1e-13)
 
 
+def test_reference_stats_mean_of_huge_lengths():
+    # the same pattern: the per-problem sum of lengths overflowed to inf
+    lengths = [1.7e308, 1.7e308, 1.0, 3.0, 1.5e308, 1e308, 5e307]
+    group = [0, 0, 1, 1, 2, 2, 2]
+    want = [1.7e308, 2.0, float(sum(Fraction(v) for v in lengths[4:]) / 3)]
+    for stats in (o1pruner.reference_stats(lengths, [1, 0, 1, 1, 0, 0, 1], group),
+                  ref.reference_stats(lengths, [1, 0, 1, 1, 0, 0, 1], group)):
+        assert_close(stats[1], want, rtol=1e-15, atol=0)
+    rewards = o1pruner.length_harmonizing_reward(lengths[:2], [1, 0], [1.7e308] * 2, [0.5] * 2, 1.0)
+    assert rewards.tolist() == [0.5, -0.5]
+
+
 # ---- token_logprobs_backward at the largest temperatures -----------------------------
 # 1/temperature must be a normal float32, so temperatures up to ~8.5e37 are
 # accepted; there lse * temperature (the backward's log-sum-exp in logit

@@ -54,10 +54,23 @@ int rewards_group_stats(o1p_int S, const double *lengths, const double *correct,
         accuracy[g] += correct[i];
         count[g] += 1;
     }
+    int overflow = 0;
     for (o1p_int g = 0; g < G; g++) {
         if (count[g] == 0) return O1P_EVALUE;
+        overflow |= isinf(mean_length[g]);
         mean_length[g] /= (double)count[g];
         accuracy[g] /= (double)count[g];
+    }
+    if (overflow) {
+        /* a group whose sum of lengths overflowed (lengths near DBL_MAX): sum
+         * it again in units of 2^64 (the mean of finite values is finite) */
+        double *scaled = (double *)calloc((size_t)G, sizeof(double));
+        if (scaled == NULL) return O1P_ENOMEM;
+        for (o1p_int i = 0; i < S; i++)
+            if (isinf(mean_length[code[i]])) scaled[code[i]] += ldexp(lengths[i], -64);
+        for (o1p_int g = 0; g < G; g++)
+            if (isinf(mean_length[g])) mean_length[g] = ldexp(scaled[g] / (double)count[g], 64);
+        free(scaled);
     }
     return O1P_OK;
 }

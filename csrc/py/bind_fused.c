@@ -344,13 +344,16 @@ fail:
 PyMethodDef o1p_fused_methods[] = {
     {"fused_linear_logprobs", (PyCFunction)(void (*)(void))py_fused_linear_logprobs,
      METH_VARARGS | METH_KEYWORDS,
-     "fused_linear_logprobs(hidden, weight, targets, temperature, ignore_index, bias=None) -> "
-     "(logp, entropy, lse), float32[N] each"},
+     "fused_linear_logprobs($module, /, hidden, weight, targets, temperature, ignore_index, "
+     "bias=None)\n--\n\n"
+     "Token log-probs of the LM head hidden @ weight.T (+ bias) without materialising the logits "
+     "-> (logp, entropy, lse), float32[N] each."},
     {"fused_linear_logprobs_backward", (PyCFunction)(void (*)(void))py_fused_linear_logprobs_backward,
      METH_VARARGS | METH_KEYWORDS,
-     "fused_linear_logprobs_backward(hidden, weight, targets, lse, entropy, grad_logp, "
-     "grad_entropy, temperature, ignore_index, bias=None, grad_hidden=None, grad_weight=None, "
-     "grad_bias=None) -> (grad_hidden, grad_weight, grad_bias or None), accumulated into the "
-     "given outputs"},
+     "fused_linear_logprobs_backward($module, /, hidden, weight, targets, lse, entropy, "
+     "grad_logp, grad_entropy, temperature, ignore_index, bias=None, grad_hidden=None, "
+     "grad_weight=None, grad_bias=None)\n--\n\n"
+     "Gradient of fused_linear_logprobs -> (grad_hidden, grad_weight, grad_bias or None), "
+     "accumulated into the given outputs."},
     {NULL, NULL, 0, NULL},
 };

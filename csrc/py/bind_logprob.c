@@ -217,10 +217,13 @@ fail:
 
 PyMethodDef o1p_logprob_methods[] = {
     {"token_logprobs", (PyCFunction)(void (*)(void))py_token_logprobs, METH_VARARGS | METH_KEYWORDS,
-     "token_logprobs(logits, targets, temperature, ignore_index) -> (logp, entropy, lse), float32[N] each"},
+     "token_logprobs($module, /, logits, targets, temperature, ignore_index)\n--\n\n"
+     "Token log-probs, entropies and log-sum-exps of softmax(logits / temperature) -> "
+     "(logp, entropy, lse), float32[N] each."},
     {"token_logprobs_backward", (PyCFunction)(void (*)(void))py_token_logprobs_backward,
      METH_VARARGS | METH_KEYWORDS,
-     "token_logprobs_backward(logits, targets, lse, grad_logp, grad_entropy, temperature, "
-     "ignore_index) -> dlogits float32[N, V]"},
+     "token_logprobs_backward($module, /, logits, targets, lse, grad_logp, grad_entropy, "
+     "temperature, ignore_index)\n--\n\n"
+     "Gradient of token_logprobs with respect to the logits -> float32[N, V]."},
     {NULL, NULL, 0, NULL},
 };

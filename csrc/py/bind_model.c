@@ -695,28 +695,38 @@ fail:
 
 PyMethodDef o1p_model_methods[] = {
     {"model_layout", O1P_KW(py_model_layout),
-     "model_layout(config) -> [(name, offset, shape)] of the flat parameter buffer"},
-    {"model_num_params", O1P_KW(py_model_num_params), "model_num_params(config) -> int"},
+     "model_layout($module, /, config)\n--\n\n"
+     "The flat parameter buffer's layout -> [(name, offset, shape)]."},
+    {"model_num_params", O1P_KW(py_model_num_params),
+     "model_num_params($module, /, config)\n--\n\n"
+     "Number of float32 parameters -> int."},
     {"model_arena_size", O1P_KW(py_model_arena_size),
-     "model_arena_size(config, n_tokens, threads=1) -> float32 elements of the activation arena "
-     "(with room for threads - 1 private gradient buffers)"},
+     "model_arena_size($module, /, config, n_tokens, threads=1)\n--\n\n"
+     "float32 elements of the activation arena (with room for threads - 1 private gradient "
+     "buffers) -> int."},
     {"model_forward", O1P_KW(py_model_forward),
-     "model_forward(config, params, arena, input_ids, attention_mask=None, targets=None, "
-     "ignore_index=-100, temperature=1.0, return_entropy=False, return_hidden=False) -> "
-     "(logp[B,T] or None, entropy or None, hidden[B,T,d] or None)"},
+     "model_forward($module, /, config, params, arena, input_ids, attention_mask=None, "
+     "targets=None, ignore_index=-100, temperature=1.0, return_entropy=False, "
+     "return_hidden=False)\n--\n\n"
+     "The model's forward pass -> (logp[B,T] or None, entropy or None, hidden[B,T,d] or None)."},
     {"model_backward", O1P_KW(py_model_backward),
-     "model_backward(config, params, grads, arena, input_ids, attention_mask, targets, grad_logp, "
-     "ignore_index=-100, temperature=1.0): accumulates d(sum grad_logp*logp)/d params into grads"},
-    {"model_grad_norm", O1P_KW(py_model_grad_norm), "model_grad_norm(grads) -> global L2 norm"},
+     "model_backward($module, /, config, params, grads, arena, input_ids, attention_mask, "
+     "targets, grad_logp, ignore_index=-100, temperature=1.0)\n--\n\n"
+     "Accumulates d(sum grad_logp*logp)/d params into grads -> None."},
+    {"model_grad_norm", O1P_KW(py_model_grad_norm),
+     "model_grad_norm($module, /, grads)\n--\n\n"
+     "The gradient's global L2 norm -> float."},
     {"model_adamw_step", O1P_KW(py_model_adamw_step),
-     "model_adamw_step(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, "
-     "weight_decay, max_grad_norm=None) -> grad norm before clipping"},
+     "model_adamw_step($module, /, params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, "
+     "eps, weight_decay, max_grad_norm=None)\n--\n\n"
+     "One AdamW step in place -> the gradient norm before clipping."},
     {"model_generate_work_size", O1P_KW(py_model_generate_work_size),
-     "model_generate_work_size(config, n_prompts, n_prompt_tokens, max_prompt, max_new_tokens) -> "
-     "float32 elements of model_generate's workspace at the current thread count"},
+     "model_generate_work_size($module, /, config, n_prompts, n_prompt_tokens, max_prompt, "
+     "max_new_tokens)\n--\n\n"
+     "float32 elements of model_generate's workspace at the current thread count -> int."},
     {"model_generate", O1P_KW(py_model_generate),
-     "model_generate(config, params, prompt_ids, prompt_offsets, max_new_tokens, temperature, "
-     "top_p, stop_token_ids, seed, seq_index0=0, fill=0, workspace=None) -> (tokens[B,max_new], "
-     "lengths[B], stopped[B])"},
+     "model_generate($module, /, config, params, prompt_ids, prompt_offsets, max_new_tokens, "
+     "temperature, top_p, stop_token_ids, seed, seq_index0=0, fill=0, workspace=None)\n--\n\n"
+     "Sample continuations -> (tokens[B,max_new], lengths[B], stopped[B])."},
     {NULL, NULL, 0, NULL},
 };

@@ -263,7 +263,7 @@ static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float
             float dz = z < -FLT_MAX ? 0.0f : z - ez; /* masked: p = 0, keep it finite */
             nf[k] += xv - xv;
             ps[k] += (double)p;
-            x[j + k] = -p * (dl + dh * dz) * inv_t;
+            x[j + k] = -(p * dl + (p * dz) * dh) * inv_t; /* p*dz first: dh*dz may overflow */
         }
     }
     for (; j < n; j++) {
@@ -272,7 +272,7 @@ static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float
         float dz = z < -FLT_MAX ? 0.0f : z - ez;
         nf[0] += xv - xv;
         ps[0] += (double)p;
-        x[j] = -p * (dl + dh * dz) * inv_t;
+        x[j] = -(p * dl + (p * dz) * dh) * inv_t;
     }
     double s = 0.0;
     float f = 0.0f;

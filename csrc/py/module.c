@@ -96,11 +96,11 @@ fail:
 
 static PyMethodDef core_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O,
-     "set_num_threads(n): threads used by o1pruner's kernels and by BLAS"},
-    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
-    {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict of build and runtime facts"},
+     "set_num_threads($module, n, /)\n--\n\nThreads used by o1pruner's kernels and by BLAS."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads($module, /)\n--\n\nThreads o1pruner's kernels use (an int)."},
+    {"build_info", py_build_info, METH_NOARGS, "build_info($module, /)\n--\n\nA dict of build and runtime facts."},
     {"sgemm", (PyCFunction)(void (*)(void))py_sgemm, METH_VARARGS | METH_KEYWORDS,
-     "sgemm(a, b, trans_a=False, trans_b=False) -> op(a) @ op(b) in float32 through BLAS"},
+     "sgemm($module, /, a, b, trans_a=False, trans_b=False)\n--\n\nop(a) @ op(b) in float32 through BLAS."},
     {NULL, NULL, 0, NULL},
 };
 

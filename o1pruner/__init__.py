@@ -95,6 +95,18 @@ from .train import TrainConfig, Trainer  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``o1pruner.grading``, ``o1pruner.rewards``, ... (the flat layout's
+    submodules, which ``import o1pruner`` used to bind) on first access."""
+    from ._compat import MOVED
+
+    if f"o1pruner.{name}" in MOVED:
+        import importlib
+
+        return importlib.import_module(f"o1pruner.{name}")
+    raise AttributeError(f"module 'o1pruner' has no attribute {name!r}")
+
 __all__ = [
     "__version__",
     "config",

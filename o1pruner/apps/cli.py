@@ -1,6 +1,14 @@
 """The ``o1pruner`` command line: ``info``, ``demo`` (the whole method on the
-built-in task), and the pipeline over JSONL files (``presample``, ``build``,
-``train``, ``evaluate``) for users' own models and data."""
+built-in task), ``problems`` (the built-in task's problems as JSONL), and the
+pipeline over JSONL files (``presample``, ``build``, ``train``, ``evaluate``)
+for users' own models and data.
+
+Conventions of every command: a user error is one line on stderr,
+``o1pruner CMD: error: --FLAG: FILE:LINE: what`` (the flag, the file, the
+1-based line; a missing input file is ``--FLAG: file not found: FILE``), exit
+code 2; an output file's folder must exist; warnings are
+``o1pruner CMD: warning: ...``; output cut short by a closed pipe
+(``| head -1``) ends quietly."""
 
 from __future__ import annotations
 
@@ -10,127 +18,25 @@ import importlib.util
 import json
 import os
 import sys
-from typing import Any, List, Optional
+import warnings
+from typing import Any, List, Optional, Tuple
 
+from .commands import CLIError, cmd_build, cmd_demo, cmd_evaluate, cmd_info, cmd_presample, cmd_problems, cmd_train
 
-class CLIError(Exception):
-    """A user error reported as ``o1pruner CMD: error: ...`` (exit code 2)."""
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    from .. import show_config
-
-    show_config()
-    return 0
 
 
 # ---- loading users' objects ------------------------------------------------------
 
-def load_object(spec: str, what: str) -> Any:
-    """``"package.module:name"`` or ``"path/to/file.py:name"`` -> the object.
-    A class is instantiated with no arguments."""
-    if ":" not in spec:
-        raise CLIError(f"--{what}: expected MODULE:NAME or FILE.py:NAME, got {spec!r}")
-    mod_name, _, attr = spec.rpartition(":")
+
+def _positive_int(v: str) -> int:
     try:
-        if mod_name.endswith(".py"):
-            if not os.path.exists(mod_name):
-                raise CLIError(f"--{what}: file not found: {mod_name}")
-            name = "_o1pruner_user_" + os.path.splitext(os.path.basename(mod_name))[0]
-            s = importlib.util.spec_from_file_location(name, mod_name)
-            mod = importlib.util.module_from_spec(s)
-            sys.modules[name] = mod
-            s.loader.exec_module(mod)
-        else:
-            mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise CLIError(f"--{what}: cannot import {mod_name!r}: {e}") from None
-    obj = mod
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise CLIError(f"--{what}: {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if isinstance(obj, type):
-        obj = obj()
-    return obj
+        x = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v!r}") from None
+    if x < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {v!r}")
+    return x
 
-
-def load_tokenizer(spec: Optional[str]) -> Any:
-    """``MODULE:NAME`` / ``FILE.py:NAME``, or a local Hugging Face tokenizer
-    folder (needs ``transformers``; nothing is downloaded)."""
-    if spec is None:
-        return None
-    if os.path.isdir(spec):
-        try:
-            from transformers import AutoTokenizer
-        except ImportError:
-            raise CLIError("--tokenizer: a tokenizer folder needs the transformers package (pip install transformers)") from None
-        return AutoTokenizer.from_pretrained(spec, local_files_only=True)
-    return load_object(spec, "tokenizer")
-
-
-def _template(args, builtin_model: bool = False) -> Any:
-    """The prompt template of --template / --system; with a built-in model
-    (--model) and neither flag, the prompt that model was trained on."""
-    from ..data.prompts import PromptTemplate
-
-    if args.template is None and args.system is None:
-        if builtin_model:
-            from .demo import DEMO_TEMPLATE
-
-            return PromptTemplate(user=DEMO_TEMPLATE)
-        return None
-    return PromptTemplate(user=args.template or "{problem}", system=args.system)
-
-
-def _gen_kwargs(args) -> dict:
-    kw = {}
-    for item in args.gen_arg or []:
-        if "=" not in item:
-            raise CLIError(f"--gen-arg: expected KEY=VALUE, got {item!r}")
-        k, _, v = item.partition("=")
-        try:
-            kw[k] = json.loads(v)
-        except json.JSONDecodeError:
-            kw[k] = v
-    return kw
-
-
-def _load_tinylm(path: str):
-    from ..models import TinyLM
-
-    if path == "reference":
-        try:
-            from ..models import load_reference
-        except ImportError:
-            raise CLIError("--model: the shipped reference model is not in this build; pass a checkpoint folder") from None
-        return load_reference()
-    if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
-        raise CLIError(f"--model: {path!r} is not a model folder (config.json + model.safetensors)")
-    return TinyLM.load(path, optimizer=False)
-
-
-def _generator_and_tokenizer(args, required: bool = True):
-    """(generate callable, tokenizer) from --generator or --model (a built-in
-    TinyLM checkpoint, with the built-in tokenizer unless --tokenizer)."""
-    tok = load_tokenizer(args.tokenizer)
-    if getattr(args, "model", None):
-        if args.generator:
-            raise CLIError("--model: give either --model or --generator, not both")
-        from ..models.generator import TinyLMGenerator
-
-        if tok is None:
-            from ..tasks import CharTokenizer
-
-            tok = CharTokenizer()
-        gen = TinyLMGenerator(_load_tinylm(args.model), tok, max_new_tokens=args.max_new_tokens,
-                              add_bos=not args.no_bos)
-        return gen, tok
-    if not args.generator:
-        if required:
-            raise CLIError("--generator: required (the model to sample), or --model DIR for a built-in TinyLM")
-        return None, tok
-    return load_object(args.generator, "generator"), tok
 
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
@@ -142,7 +48,9 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                    help="instead of --generator: a built-in TinyLM checkpoint folder (e.g. the 'model' folder written by "
                         "'o1pruner train'), or 'reference' for the shipped reference model; tokenizer: the built-in "
                         "character tokenizer unless --tokenizer")
-    g.add_argument("--max-new-tokens", type=int, default=256, help="with --model: longest generated solution (default 256)")
+    g.add_argument("--max-new-tokens", type=_positive_int,
+                   help="with --model: longest generated solution (default: what fits the model, its context minus the "
+                        "longest prompt; 230+ for the shipped model on the built-in task)")
     g.add_argument("--no-bos", action="store_true", help="with --model: prompts without the BOS token")
     g.add_argument("--gen-arg", action="append", metavar="KEY=VALUE",
                    help="keyword argument for the generator (repeatable; VALUE parsed as JSON when it can be), e.g. temperature=0.5")
@@ -159,22 +67,6 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
 
 # ---- presample ----------------------------------------------------------------------
 
-def _cmd_presample(args: argparse.Namespace) -> int:
-    from ..pipeline import presample
-
-    gen, tok = _generator_and_tokenizer(args)
-    recs = presample(
-        gen, args.problems, args.k, tokenizer=tok, template=_template(args, builtin_model=bool(args.model)), out=args.out,
-        batch_size=args.batch_size, grader=load_object(args.grader, "grader") if args.grader else None, seed=args.seed,
-        generate_kwargs=_gen_kwargs(args), save_token_ids=args.save_token_ids, resume=not args.no_resume,
-        overwrite=args.overwrite, progress=not args.quiet,
-    )
-    n_prob = len({r["problem_id"] for r in recs})
-    acc = sum(r["correct"] for r in recs) / len(recs)
-    mean_len = sum(r["length"] for r in recs) / len(recs)
-    print(f"{len(recs)} samples of {n_prob} problems in {args.out}: accuracy {100 * acc:.1f}%, mean length {mean_len:.1f} tokens")
-    return 0
-
 
 # ---- build ----------------------------------------------------------------------------
 
@@ -187,77 +79,8 @@ def _parse_m(v: str):
         raise argparse.ArgumentTypeError(f"expected an int or 'all', got {v!r}") from None
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    from ..pipeline import Table, difficulty_report
-    from ..pipeline import build_dataset, sft_shortest_dataset
-
-    common = dict(k=args.k, tokenizer=load_tokenizer(args.tokenizer),
-                  grader=load_object(args.grader, "grader") if args.grader else None,
-                  grade_from=args.grade_from, format=args.format)
-    if args.sft_shortest:
-        ds = sft_shortest_dataset(args.samples, n=args.sft_shortest, **common)
-    else:
-        ds = build_dataset(
-            args.samples, lam=args.lam, samples_per_problem=args.samples_per_problem,
-            clip=None if args.no_clip else tuple(args.clip), normalize=None if args.normalize == "none" else args.normalize,
-            seed=args.seed, selection=args.selection, **common,
-        )
-    ds.to_jsonl(args.out)
-    if args.llamafactory:
-        ds.to_llamafactory(args.llamafactory, template=_template(args))
-    print(ds.summary())
-    print(f"wrote {args.out}" + (f" and {args.llamafactory}" if args.llamafactory else ""))
-    print("\nreference statistics by difficulty (Abar_ref buckets):")
-    print(Table(difficulty_report(ds)))
-    return 0
-
 
 # ---- evaluate -----------------------------------------------------------------------------
-
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..pipeline import compare, evaluate, evaluate_samples
-
-    gen, tok = _generator_and_tokenizer(args, required=False)
-    grader = load_object(args.grader, "grader") if args.grader else None
-    common = dict(tokenizer=tok, grader=grader, ref_accuracy=args.ref_samples, confidence=args.confidence, seed=args.seed)
-    if args.samples:
-        res = evaluate_samples(args.samples, name=args.name, format=args.format, k=args.k, **common)
-    else:
-        if not (gen is not None and args.problems):
-            raise CLIError("evaluate: pass --samples FILE, or --generator SPEC (or --model DIR) with --problems FILE")
-        res = evaluate(gen, args.problems, name=args.name, template=_template(args, builtin_model=bool(args.model)),
-                       batch_size=args.batch_size,
-                       generate_kwargs=_gen_kwargs(args), progress=not args.quiet, **common)
-    print(res)
-    if args.outputs:
-        from ..data import write_jsonl
-
-        write_jsonl(args.outputs, res.samples)
-        print(f"wrote {args.outputs}")
-    out = {"result": res.to_dict(samples=True)}
-    if args.reference:
-        ref = evaluate_samples(args.reference, name="reference", format=args.format, k=args.k, **common)
-        table = compare(ref, res, as_pandas=False)
-        print()
-        print(table)
-        out["reference"] = ref.to_dict(samples=False)
-        out["comparison"] = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()} for r in table.rows]
-    if args.json:
-        from ..data import write_json
-
-        write_json(args.json, _nan_to_none(out), indent=1)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def _nan_to_none(x):
-    if isinstance(x, float) and x != x:
-        return None
-    if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_nan_to_none(v) for v in x]
-    return x
 
 
 # ---- train ---------------------------------------------------------------------------------
@@ -274,109 +97,21 @@ def _lam_arg(v: str):
     return x
 
 
-def _train_config(args, objective: str):
-    from ..train import PPOConfig, TrainConfig
-
-    ppo = PPOConfig(eps_low=args.eps_low, eps_high=args.eps_high, ratio=args.ratio, aggregate=args.aggregate)
-    kw = dict(objective=objective, epochs=args.epochs, batch_size=args.batch_size, micro_batch_size=args.micro_batch_size,
-              lr=args.lr, warmup_ratio=args.warmup_ratio, max_grad_norm=None if args.max_grad_norm <= 0 else args.max_grad_norm,
-              **ppo.to_dict(), lam_lr=args.lam_lr, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    if objective == "ppo":
-        kw["lam"] = args.lam
-    return TrainConfig(**kw)
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from ..train import Trainer
-
-    tok = load_tokenizer(args.tokenizer)
-    if tok is None:
-        from ..tasks import CharTokenizer
-
-        tok = CharTokenizer()
-    if not os.path.exists(args.data):
-        raise CLIError(f"--data: file not found: {args.data}")
-    model = _load_tinylm(args.model)
-    cfg = _train_config(args, args.objective)
-    trainer = Trainer(model, args.data, tok, cfg, out_dir=args.out, template=_template(args), add_bos=not args.no_bos,
-                      progress=not args.quiet)
-    hist = trainer.train(resume=not args.no_resume)
-    last = hist[-1] if hist else {}
-    print(f"trained {trainer.step} steps on {len(trainer.data)} samples; last loss {last.get('loss', float('nan')):.4f}, "
-          f"clip fraction {last.get('clip_fraction', 0.0):.3f}" + (f", lambda {trainer.lam:.3f}" if trainer.lam is not None else ""))
-    print(f"wrote {os.path.join(args.out, 'model')} and {os.path.join(args.out, 'train_log.jsonl')}")
-    return 0
-
 
 # ---- demo ----------------------------------------------------------------------------------
 
-def _parse_value(v: str) -> Any:
+
+# ---- problems ---------------------------------------------------------------------------------
+
+def _levels_arg(v: str) -> List[int]:
     try:
-        return json.loads(v)
-    except json.JSONDecodeError:
-        return v
+        out = [int(x) for x in v.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected levels like 1,2,3, got {v!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected levels like 1,2,3, got {v!r}")
+    return out
 
-
-def _apply_settings(settings, items: List[str]):
-    """``--set KEY=VALUE`` overrides of a :class:`o1pruner.demo.DemoSettings`:
-    KEY is one of its fields, or ``o1pruner.FIELD`` / ``sft.FIELD`` of the
-    training settings (:class:`o1pruner.TrainConfig`); VALUE is parsed as JSON
-    when it can be (``20``, ``1e-3``, ``null``, ``"auto"``), else a string."""
-    import dataclasses
-
-    fields = {f.name for f in dataclasses.fields(settings)}
-    for item in items:
-        if "=" not in item:
-            raise CLIError(f"--set: expected KEY=VALUE, got {item!r}")
-        key, _, raw = item.partition("=")
-        key, value = key.strip(), _parse_value(raw)
-        head, _, sub = key.partition(".")
-        if head in ("o1pruner", "sft") and sub:
-            cfg = getattr(settings, head)
-            if sub not in {f.name for f in dataclasses.fields(cfg)}:
-                raise CLIError(f"--set: TrainConfig has no field {sub!r} (in {item!r})")
-            try:
-                settings = dataclasses.replace(settings, **{head: dataclasses.replace(cfg, **{sub: value})})
-            except (TypeError, ValueError) as e:
-                raise CLIError(f"--set {key}: {e}") from None
-        elif key in fields and key not in ("o1pruner", "sft"):
-            settings = dataclasses.replace(settings, **{key: value})
-        else:
-            raise CLIError(f"--set: the demo has no setting {key!r}; settings: "
-                           + ", ".join(sorted(fields - {"o1pruner", "sft"})) + ", o1pruner.FIELD, sft.FIELD")
-    return settings
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from .. import set_num_threads
-    from .demo import DemoSettings, format_levels, format_table, run_demo
-
-    if args.threads:
-        set_num_threads(args.threads)
-    settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
-    settings = _apply_settings(settings, args.set or [])
-    if args.lam is not None:
-        import dataclasses
-
-        if args.lam == "auto":
-            settings.o1pruner = dataclasses.replace(settings.o1pruner, lam="auto")
-        else:
-            settings.lam = float(args.lam)
-            if settings.o1pruner.lam is not None:
-                settings.o1pruner = dataclasses.replace(settings.o1pruner, lam=float(args.lam))
-    log = (lambda m: None) if args.quiet else print
-    res = run_demo(args.out, settings, reference=args.reference, plots=not args.no_plots, progress=not args.quiet, log=log)
-    print()
-    print(format_table(res))
-    print()
-    print("per difficulty level (held-out problems):")
-    print(format_levels(res))
-    print()
-    nd = res.get("non_default_options") or []
-    print("O1-Pruner options that differ from the public code's defaults: " + (", ".join(nd) if nd else "none"))
-    print(f"total {res['seconds']:.0f} s; results in {os.path.join(args.out, 'results.json')}"
-          + ("" if args.no_plots else "; plots: " + ", ".join(res.get("plots", []))))
-    return 0
 
 
 # ---- parser ----------------------------------------------------------------------------------
@@ -387,8 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="O1-Pruner: length-harmonizing fine-tuning of long-thinking reasoning models.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"o1pruner {__version__}")
     p = sub.add_parser("info", help="print the build configuration (BLAS, flags, SIMD, threads)")
-    p.set_defaults(func=_cmd_info)
+    p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
         "demo", help="the whole method on the built-in task: presample, build, train (O1-Pruner and SFT-shortest), evaluate",
@@ -411,10 +149,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
                         "samples_per_problem, sft_n, ...) or o1pruner.FIELD / sft.FIELD of the two TrainConfigs, "
                         "e.g. --set n_train=50 --set o1pruner.epochs=1; applied after --quick, before --lam")
-    p.add_argument("--threads", type=int, help="threads of the C core (default: all cores)")
+    p.add_argument("--threads", type=_positive_int, help="threads of the C core, >= 1 (default: all cores)")
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
-    p.set_defaults(func=_cmd_demo)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "problems", help="write problems of the built-in task as JSONL (input of presample and evaluate)",
+        description="Draw problems of the built-in arithmetic task (the one the shipped reference model solves) and "
+                    "write them as JSONL records with problem_id, problem, ground_truth_answer and difficulty (the "
+                    "level): the --problems file of 'presample' and 'evaluate'. The train and heldout splits never "
+                    "share an expression; the same flags give the same problems.",
+    )
+    p.add_argument("--task", default="arithmetic", choices=["arithmetic"], help="the built-in task (default arithmetic)")
+    p.add_argument("--n", type=_positive_int, required=True, help="number of problems (levels in equal shares)")
+    p.add_argument("--split", default="train", choices=["train", "heldout"],
+                   help="train (to pre-sample and fine-tune on) or heldout (to evaluate on); default train")
+    p.add_argument("--seed", type=int, default=0, help="seed; the same flags give the same problems (default 0)")
+    p.add_argument("--level", type=_levels_arg, metavar="L[,L...]",
+                   help="difficulty levels to draw, e.g. 1,2 (default: all levels, 1 = easiest)")
+    p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the problems, one JSON record per line")
+    p.set_defaults(func=cmd_problems)
 
     p = sub.add_parser(
         "train", help="fine-tune a built-in TinyLM on a weighted dataset (O1-Pruner PPO-clip, or SFT)",
@@ -455,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bos", action="store_true", help="prompts without the BOS token")
     p.add_argument("--no-resume", action="store_true", help="fail if OUT holds a checkpoint instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
         "presample", help="draw K samples per problem from a model, grade and measure them (JSONL, resumable)",
@@ -474,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="fail if OUT exists instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_generation_args(p)
-    p.set_defaults(func=_cmd_presample)
+    p.set_defaults(func=cmd_presample)
 
     p = sub.add_parser(
         "build", help="build the weighted training set from samples (public O1-Pruner construction)",
@@ -502,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grader", metavar="SPEC", help="grades samples without 'correct' (see presample --help)")
     p.add_argument("--template", metavar="TEXT", help="user turn for --llamafactory, with {problem} (default: the bare problem)")
     p.add_argument("--system", metavar="TEXT", help="system turn for --llamafactory (default: the public code's system prompt)")
-    p.set_defaults(func=_cmd_build)
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
         "evaluate", help="accuracy, length, per-difficulty numbers with 95%% CIs; compare with a reference",
@@ -526,20 +281,104 @@ def build_parser() -> argparse.ArgumentParser:
                         "a file --samples and --reference read back")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_generation_args(p)
-    p.set_defaults(func=_cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate)
     return parser
 
 
+#: Input files of each command (flag, attribute): checked to exist before
+#: anything runs, and named by their flag in error messages.
+_INPUTS = {
+    "presample": (("--problems", "problems"),),
+    "build": (("--samples", "samples"),),
+    "evaluate": (("--samples", "samples"), ("--problems", "problems"), ("--reference", "reference"),
+                 ("--ref-samples", "ref_samples")),
+    "train": (("--data", "data"),),
+}
+#: Output files (their folder must exist: a typo is not silently created)
+#: and output folders (created, but their parent must exist).
+_OUTPUT_FILES = {
+    "presample": (("--out", "out"),),
+    "build": (("--out", "out"), ("--llamafactory", "llamafactory")),
+    "evaluate": (("--json", "json"), ("--outputs", "outputs")),
+    "problems": (("--out", "out"),),
+}
+_OUTPUT_DIRS = {"train": (("--out", "out"),), "demo": (("--out", "out"),)}
+
+
+def _flagged(args: argparse.Namespace, table) -> List[Tuple[str, str]]:
+    return [(flag, os.fspath(getattr(args, attr))) for flag, attr in table.get(args.command, ())
+            if getattr(args, attr, None) is not None]
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    for flag, path in _flagged(args, _INPUTS):
+        if not os.path.exists(path):
+            raise CLIError(f"{flag}: file not found: {path}")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag}: {path} is a folder, expected a file")
+    for flag, path in _flagged(args, _OUTPUT_FILES):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag}: the folder of {path} does not exist ({parent}); create it first")
+        if os.path.isdir(path):
+            raise CLIError(f"{flag}: {path} is a folder, expected a file name")
+    for flag, path in _flagged(args, _OUTPUT_DIRS):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise CLIError(f"{flag}: the parent folder of {path} does not exist ({parent}); create it first")
+
+
+def _message(args: argparse.Namespace, e: BaseException) -> str:
+    """One line in the package's convention: the flag, the file, the 1-based
+    line (``--samples: s.jsonl:3: not valid JSON``)."""
+    files = _flagged(args, _INPUTS) + _flagged(args, _OUTPUT_FILES)
+    if isinstance(e, FileNotFoundError) and e.filename is not None:
+        name = os.fspath(e.filename)
+        for flag, path in files:
+            if os.path.abspath(path) == os.path.abspath(name):
+                return f"{flag}: file not found: {path}"
+        return f"file not found: {name}"
+    msg = str(e)
+    if not msg.startswith("--"):
+        for flag, path in files:
+            if msg.startswith(path + ":") or msg.startswith(path + "["):
+                return f"{flag}: {msg}"
+    return msg
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return code
+    except BrokenPipeError:
+        # the reader of stdout went away (`o1pruner info | head -1`): stop
+        # quietly, and keep Python from failing again on the final flush
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141  # 128 + SIGPIPE, what a shell reports for a killed writer
+
+
+def _main(argv: Optional[List[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"o1pruner {args.command}: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.func(args) or 0)
-    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
-        print(f"o1pruner {args.command}: error: {e}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            _check_paths(args)
+            return int(args.func(args) or 0)
+    except (CLIError, ValueError, TypeError, FileNotFoundError, RuntimeError, ImportError, IsADirectoryError) as e:
+        print(f"o1pruner {args.command}: error: {_message(args, e)}", file=sys.stderr)
         return 2
 
 

@@ -179,11 +179,12 @@ def copy_model(model):
     return m
 
 
-def task_problems(task, n: int, split: str, seed: int) -> List[Dict[str, Any]]:
+def task_problems(task, n: int, split: str, seed: int, levels=None) -> List[Dict[str, Any]]:
     """Problems of the built-in arithmetic task as pipeline records
-    (``problem_id``, ``problem``, ``ground_truth_answer``, ``difficulty``)."""
+    (``problem_id``, ``problem``, ``ground_truth_answer``, ``difficulty``);
+    `levels` (1-based, default all) as in ``ArithmeticTask.problems``."""
     return [{"problem_id": f"{split}-{i}", "problem": p.expr, "ground_truth_answer": str(p.answer), "difficulty": p.level}
-            for i, p in enumerate(task.problems(n, split=split, seed=seed))]
+            for i, p in enumerate(task.problems(n, split=split, seed=seed, levels=levels))]
 
 
 def _load_reference(reference):
@@ -313,6 +314,7 @@ def run_demo(
     plots: bool = True,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    on_results: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
     """Run the whole O1-Pruner demo on the built-in arithmetic task.
 
@@ -321,8 +323,15 @@ def run_demo(
     build the weighted dataset and the SFT-shortest set; fine-tune a copy
     of the reference with each (``out_dir/o1pruner``, ``out_dir/sft_shortest``:
     logs, checkpoints, resumable); evaluate the three models greedily on
-    ``n_eval`` held-out problems; write ``out_dir/results.json``, the
-    evaluation outputs (``eval_*.jsonl``) and the plots (``*.png``).
+    ``n_eval`` held-out problems; write ``out_dir/results.json`` and the
+    evaluation outputs (``eval_*.jsonl``), then the plots (``*.png``).
+
+    Optional needs (matplotlib for the plots) are checked before any work
+    starts; results.json is written before the plots, so nothing computed
+    is lost to a failing plot. Work found in `out_dir` from an earlier run
+    with the same settings (pre-sampling, training checkpoints) is reused
+    and reported with a ``"resumed: ..."`` message; the evaluation runs
+    again (seconds).
 
     Parameters
     ----------
@@ -333,10 +342,13 @@ def run_demo(
         The reference model (default: the shipped one,
         ``o1pruner.models.load_reference()``).
     plots : bool, default True
-        Write the PNG figures (needs matplotlib).
+        Write the PNG figures (matplotlib, a dependency of the package).
     progress : bool, default True
     log : callable
         Receives progress messages (default print).
+    on_results : callable, optional
+        Called with the results dict as soon as results.json is written,
+        before the plots (``o1pruner demo`` prints its table there).
 
     Returns
     -------
@@ -350,6 +362,11 @@ def run_demo(
 
     s = settings or DemoSettings.full()
     _check_settings(s)
+    if plots:
+        # an optional need fails now, not after the long work
+        from .plots import require_matplotlib
+
+        require_matplotlib()
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
@@ -369,14 +386,25 @@ def run_demo(
 
     # step 1: pre-sampling
     t = time.perf_counter()
+    samples_path = os.path.join(out, "samples.jsonl")
+    found = _count_records(samples_path)
     gen = TinyLMGenerator(ref, tok, max_new_tokens=s.max_new_tokens)
     samples = presample(gen, train_problems, s.k, tokenizer=tok, template=DEMO_TEMPLATE,
-                        out=os.path.join(out, "samples.jsonl"), batch_size=max(1, 512 // s.k), seed=s.seed,
+                        out=samples_path, batch_size=max(1, 512 // s.k), seed=s.seed,
                         generate_kwargs={"temperature": s.temperature, "top_p": s.top_p}, save_token_ids=True,
                         progress=progress)
     stage["presample"] = time.perf_counter() - t
     acc = float(np.mean([r["correct"] for r in samples]))
     mlen = float(np.mean([r["length"] for r in samples]))
+    if found:
+        log(f"resumed: pre-sampling found in {samples_path}, {min(found, len(samples))} samples"
+            + (f" ({len(samples) - min(found, len(samples))} drawn now)" if len(samples) > found else " (nothing left to draw)"))
+    if acc == 0:
+        raise RuntimeError(
+            f"pre-sampling: the reference model solved none of its {len(samples)} samples, so the accuracy term of "
+            "the weights is constant and the SFT-shortest baseline has no data; the samples are kept in "
+            f"{samples_path}. Use a stronger reference (--reference), or more problems and samples "
+            "(--set n_train=..., --set k=...)")
     log(f"pre-sampled {len(samples)} solutions of {s.n_train} problems in {stage['presample']:.0f} s: "
         f"accuracy {100 * acc:.1f}%, mean length {mlen:.1f}")
 
@@ -399,6 +427,9 @@ def run_demo(
         tr = Trainer(m, data, tok, cfg, out_dir=os.path.join(out, name), progress=progress)
         hist = tr.train()
         stage[f"train_{name}"] = time.perf_counter() - t
+        if tr.resumed_step is not None:
+            log(f"resumed: training of {name} found a checkpoint in {os.path.join(out, name)} at step "
+                f"{tr.resumed_step} of {tr.total_steps}")
         histories[name] = hist
         models[name] = tr.model
         train_summary[name] = dict(tr.summary(), samples=len(data), total_steps=tr.total_steps,
@@ -439,6 +470,13 @@ def run_demo(
                               "(fraction; 0.01 = one point); AES: stated formula of the paper; intervals: 95%, Wilson "
                               "for accuracy, bootstrap over problems for lengths and paired bootstrap for deltas and AES")
 
+    # results first: nothing computed is lost to a failing plot
+    results["seconds"] = time.perf_counter() - t_start
+    results = _io.json_clean(results)
+    _io.write_json(os.path.join(out, "results.json"), results, indent=1)
+    if on_results is not None:
+        on_results(results)
+
     if plots:
         t = time.perf_counter()
         from .plots import length_histograms, per_difficulty, save_figure, training_curves
@@ -448,12 +486,22 @@ def run_demo(
         save_figure(length_histograms(named), os.path.join(out, "length_hist.png"))
         save_figure(per_difficulty(named), os.path.join(out, "per_level.png"))
         save_figure(training_curves({labels[k]: v for k, v in histories.items()}), os.path.join(out, "training_curves.png"))
-        stage["plots"] = time.perf_counter() - t
+        results["stage_seconds"]["plots"] = time.perf_counter() - t
         results["plots"] = ["length_hist.png", "per_level.png", "training_curves.png"]
-    results["seconds"] = time.perf_counter() - t_start
-    results = _json_clean(results)
-    _io.write_json(os.path.join(out, "results.json"), results, indent=1)
+        results["seconds"] = time.perf_counter() - t_start
+        _io.write_json(os.path.join(out, "results.json"), results, indent=1)
     return results
+
+
+def _count_records(path: str) -> int:
+    """Complete JSONL records in `path` (0 when it does not exist): the
+    earlier work a resumed run finds."""
+    if not os.path.exists(path) or os.path.getsize(path) == 0:
+        return 0
+    try:
+        return len(_io.read_jsonl(path, torn_tail="drop"))
+    except ValueError:
+        return 0  # presample reports what is wrong with it
 
 
 def _comparison_rows(evals, seed) -> Dict[str, Dict[str, Any]]:
@@ -471,14 +519,3 @@ def _comparison_rows(evals, seed) -> Dict[str, Dict[str, Any]]:
                 "delta_accuracy_ci": nan2, "aes_ci": nan2} for k, v in new.items()}
 
 
-def _json_clean(x):
-    """NaN and infinity (not JSON) become None; tuples become lists."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return _json_clean(x.item())
-    return x

@@ -9,16 +9,26 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["length_histograms", "per_difficulty", "training_curves", "save_figure"]
+__all__ = ["length_histograms", "per_difficulty", "training_curves", "save_figure", "require_matplotlib"]
 
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
 
-def _figure(w: float, h: float):
+def require_matplotlib() -> None:
+    """Raise a clear ImportError when matplotlib cannot be imported (a
+    dependency of the package; a stripped environment may lack it). Long
+    runs call this before they start, not when they are about to plot."""
     try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError("plots need matplotlib (pip install matplotlib)") from None
+        import matplotlib.backends.backend_agg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"plots need matplotlib (pip install matplotlib), which cannot be imported: {e}") from None
+
+
+def _figure(w: float, h: float):
+    require_matplotlib()
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(w, h), layout="constrained")
 
 
@@ -97,8 +107,8 @@ def per_difficulty(results: Mapping[str, Any], *, xlabel: str = "difficulty leve
     ax_len.set_title("Length per difficulty")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.set_title("Accuracy per difficulty")
-    lo = np.nanmin([100 * b["accuracy"] for r in results.values() for b in r.buckets] + [100.0])
-    ax_acc.set_ylim(max(0.0, min(lo - 10, 90)), 101)
+    # bars start at 0: a cut axis would make small differences look large
+    ax_acc.set_ylim(0.0, 105.0)
     ax_len.legend(frameon=False, fontsize=8)
     if relative:
         ax_rel = axes[2]
@@ -118,18 +128,48 @@ def per_difficulty(results: Mapping[str, Any], *, xlabel: str = "difficulty leve
     return fig
 
 
+KL_LABEL = "KL(ref || policy), k3 estimate"
+
+
+def _kl_k3(h: Mapping[str, Any]) -> Optional[float]:
+    """The k3 estimate of KL(pi_ref || pi_theta) of one step's log: the mean
+    of ``r - 1 - log r`` over the same ratios as ``ratio_mean`` and
+    ``approx_kl`` (the k1 mean of ``-log r``), i.e. ``ratio_mean - 1 +
+    approx_kl``. Each term is >= 0, so unlike k1 it cannot go negative
+    (a float rounding residue below 0 is shown as 0)."""
+    if h.get("ratio_mean") is None or h.get("approx_kl") is None:
+        return None
+    return max(0.0, float(h["ratio_mean"]) - 1.0 + float(h["approx_kl"]))
+
+
 def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]):
     """Per-step training logs (:attr:`o1pruner.Trainer.history`) of one or
     more runs: loss, clip fraction, sequence ratio (mean with min-max band),
-    approximate KL, lambda and learning rate."""
+    KL(ref || policy) (the k3 estimate, never negative), lambda (only when
+    a run logs it: the dual ascent) and learning rate. A quantity no run
+    logs gets no panel."""
     panels = [("loss", "loss"), ("clip_fraction", "clip fraction"), ("ratio_mean", "ratio (mean, min-max)"),
-              ("approx_kl", "approx. KL(ref || policy)"), ("lam", "lambda"), ("lr", "learning rate")]
-    fig = _figure(12, 6)
-    axes = fig.subplots(2, 3).ravel()
+              ("kl_k3", KL_LABEL), ("lam", "lambda"), ("lr", "learning rate")]
+
+    def values(hist, key):
+        if key == "kl_k3":
+            return np.array([np.nan if _kl_k3(h) is None else _kl_k3(h) for h in hist], dtype=np.float64)
+        return np.array([np.nan if h.get(key) is None else h[key] for h in hist], dtype=np.float64)
+
+    panels = [(k, lab) for k, lab in panels
+              if any(np.isfinite(values(h, k)).any() for h in histories.values() if len(h))]
+    if not panels:
+        raise ValueError("histories: no run logs any step")
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = _figure(4 * ncols, 3 * nrows)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
+    for ax in axes[len(panels):]:
+        ax.remove()
     for (key, label), ax in zip(panels, axes):
         for (name, hist), c in zip(histories.items(), _COLORS):
             steps = np.array([h["step"] for h in hist])
-            vals = np.array([np.nan if h.get(key) is None else h[key] for h in hist], dtype=np.float64)
+            vals = values(hist, key)
             if not np.isfinite(vals).any():
                 continue
             # markers on short runs, where a line of one or two steps is invisible
@@ -140,7 +180,5 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]):
                 ax.fill_between(steps, lo, hi, color=c, alpha=0.15)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step", fontsize=9)
-        if not ax.lines:
-            ax.text(0.5, 0.5, "not used", ha="center", va="center", transform=ax.transAxes, color="gray")
     axes[0].legend(frameon=False, fontsize=8)
     return fig

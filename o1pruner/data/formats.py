@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -319,10 +320,13 @@ def write_llamafactory(
 
     tpl = PUBLIC_TRAIN_TEMPLATE if template is None else as_template(template)
     items = []
+    warned = False
     for i, r in enumerate(records):
         for f in ("problem", "solution", weight_field):
             if f not in r or r[f] is None:
                 raise ValueError(f"records[{i}]: missing field {f!r}")
+        if not warned and isinstance(r.get("prompt"), str) and isinstance(r["problem"], str):
+            warned = _warn_template_mismatch(tpl, r, i, template is None)
         w = float(r[weight_field])
         if not math.isfinite(w):
             raise ValueError(f"records[{i}]: field {weight_field!r} is not finite ({w})")
@@ -333,6 +337,27 @@ def write_llamafactory(
         write_jsonl(p, items)
     else:
         write_json(p, items)
+
+
+def _warn_template_mismatch(tpl, rec: Mapping[str, Any], i: int, public: bool) -> bool:
+    """Warn (once) when the training messages would not carry the prompt a
+    sample was drawn with (its stored ``prompt``): the system turn or the
+    user turn of `tpl` is not in it. A chat-formatted prompt contains both
+    turns verbatim, so it passes. Returns True when it warned."""
+    prompt = rec["prompt"]
+    rendered = tpl.render(rec["problem"])
+    if rendered == prompt:
+        return False
+    parts = [rendered] if tpl.fn is not None else [tpl.user_text(rec["problem"])] + ([tpl.system] if tpl.system else [])
+    if all(p in prompt for p in parts):
+        return False
+    which = "the public code's template (system prompt + bare problem)" if public else "the template given"
+    warnings.warn(
+        f"records[{i}]: the sample was drawn with the prompt {prompt[:60]!r}, but the LLaMA-Factory messages use "
+        f"{which}, which renders {rendered[:60]!r}: training would see another prompt than "
+        "sampling did (method.md, pitfalls); pass the template you sampled with (template=, or --template/--system)",
+        RuntimeWarning, stacklevel=3)
+    return True
 
 
 def read_llamafactory(path: PathLike) -> List[Dict[str, Any]]:

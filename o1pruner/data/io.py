@@ -17,6 +17,7 @@ from .._atomic import PathLike, atomic_write
 
 __all__ = [
     "check_required",
+    "json_clean",
     "JSONLError",
     "FieldError",
     "Records",
@@ -64,6 +65,9 @@ class Records(list):
     torn_tail : bool
         True when the last line had no newline and did not parse (a write
         cut short by a crash) and was dropped.
+    lines : list of int
+        The line number (from 1) of each record, for messages that name
+        ``file:line`` (filled by :func:`read_jsonl`).
     """
 
     def __init__(self, items=(), path: str = "", skipped=None, torn_tail: bool = False):
@@ -71,6 +75,7 @@ class Records(list):
         self.path = path
         self.skipped: List[Tuple[int, str]] = list(skipped or [])
         self.torn_tail = torn_tail
+        self.lines: List[int] = []
 
 
 # ---- plain JSON / JSONL ----------------------------------------------------
@@ -221,8 +226,9 @@ def read_jsonl(
     [1, 2]
     """
     out = Records(path=os.fspath(path))
-    for _, rec in iter_jsonl(path, required, skip_invalid=skip_invalid, torn_tail=torn_tail, report=out, check=check):
+    for lineno, rec in iter_jsonl(path, required, skip_invalid=skip_invalid, torn_tail=torn_tail, report=out, check=check):
         out.append(rec)
+        out.lines.append(lineno)
     if out.skipped:
         first = out.skipped[0]
         warnings.warn(
@@ -358,3 +364,16 @@ class JSONLAppender:
 # ---- LLaMA-Factory weighted training set ------------------------------------
 
 
+
+
+def json_clean(x: Any) -> Any:
+    """NaN and infinity (not JSON) become None; tuples become lists."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return json_clean(x.item())
+    return x

@@ -13,7 +13,7 @@ import numpy as np
 from . import io as _io
 from .io import JSONLError, PathLike
 
-__all__ = ["as_problems", "problems_digest", "problem_key", "field_of"]
+__all__ = ["as_problems", "problems_digest", "problem_key", "field_of", "FileLoc", "record_loc"]
 
 
 # Field names accepted for a problem's text, gold answer, id and difficulty.
@@ -122,3 +122,20 @@ def problems_digest(problems: Sequence[Mapping[str, Any]]) -> str:
 
 def problem_key(pid):
     return tuple(pid) if isinstance(pid, list) else pid
+
+
+class FileLoc(str):
+    """The name of a JSONL file for messages, with the line number (from 1)
+    of each of its records: record i is reported as ``file:line``, the
+    convention of every reader of the package (not ``file[i]``)."""
+
+    lines: List[int]
+
+
+def record_loc(where: str, i: int) -> str:
+    """``file:line`` of record `i` of a file, else ``where[i]`` (records
+    passed as a list)."""
+    lines = getattr(where, "lines", None)
+    if lines is not None and 0 <= i < len(lines):
+        return f"{where}:{lines[i]}"
+    return f"{where}[{i}]"

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .prompts import as_template
+from .records import record_loc
 
 __all__ = ["count_tokens", "ids_of", "SequenceFormat", "EncodedSamples", "encode_samples"]
 
@@ -184,11 +185,11 @@ def _record_prompt(r: Mapping[str, Any], tpl, i: int, where: str) -> str:
     if tpl is not None:
         text = r.get("problem")
         if not isinstance(text, str):
-            raise ValueError(f"{where}[{i}]: missing field 'problem' (needed to render the prompt with template=)")
+            raise ValueError(f"{record_loc(where, i)}: missing field 'problem' (needed to render the prompt with template=)")
         return tpl.render(text)
     p = r.get("prompt")
     if not isinstance(p, str):
-        raise ValueError(f"{where}[{i}]: missing field 'prompt' (pass template= to render it from 'problem')")
+        raise ValueError(f"{record_loc(where, i)}: missing field 'prompt' (pass template= to render it from 'problem')")
     return p
 
 
@@ -232,21 +233,21 @@ def encode_samples(
         prompt = _record_prompt(r, tpl, i, where)
         p = fmt.prompt_ids(prompt)
         if len(p) == 0:
-            raise ValueError(f"{where}[{i}]: the prompt encodes to no tokens")
+            raise ValueError(f"{record_loc(where, i)}: the prompt encodes to no tokens")
         ids = r.get("token_ids") if use_token_ids else None
         if ids is not None:
             resp = [int(x) for x in ids]
         else:
             sol = r.get("solution")
             if not isinstance(sol, str):
-                raise ValueError(f"{where}[{i}]: missing field 'solution' (or 'token_ids')")
+                raise ValueError(f"{record_loc(where, i)}: missing field 'solution' (or 'token_ids')")
             resp = fmt.response_ids(sol)
         if len(resp) == 0:
-            raise ValueError(f"{where}[{i}]: the response has zero tokens; every training sample needs a response")
+            raise ValueError(f"{record_loc(where, i)}: the response has zero tokens; every training sample needs a response")
         cut = False
         if max_length is not None and len(p) + len(resp) > max_length:
             if len(p) >= max_length:
-                raise ValueError(f"{where}[{i}]: the prompt has {len(p)} tokens, max_length is {max_length}: no room for a response")
+                raise ValueError(f"{record_loc(where, i)}: the prompt has {len(p)} tokens, max_length is {max_length}: no room for a response")
             resp = resp[: max_length - len(p)]
             cut = True
         seqs.append(np.asarray(p + resp, dtype=np.int64))

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from .io import FieldError
+from .records import record_loc
 
 __all__ = ["finite_number", "finite_column", "bounded_number", "check_sample"]
 
@@ -34,17 +35,17 @@ def finite_column(recs: Sequence[Mapping[str, Any]], name: str, where: str, posi
     for i, r in enumerate(recs):
         v = r.get(name)
         if v is None:
-            raise ValueError(f"{where}[{i}]: missing field {name!r}")
+            raise ValueError(f"{record_loc(where, i)}: missing field {name!r}")
         if isinstance(v, bool) and name != "correct":
-            raise ValueError(f"{where}[{i}]: field {name!r} must be a number, got {v!r}")
+            raise ValueError(f"{record_loc(where, i)}: field {name!r} must be a number, got {v!r}")
         try:
             x = float(v)
         except (TypeError, ValueError):
-            raise ValueError(f"{where}[{i}]: field {name!r} must be a number, got {v!r}") from None
+            raise ValueError(f"{record_loc(where, i)}: field {name!r} must be a number, got {v!r}") from None
         if not math.isfinite(x):
-            raise ValueError(f"{where}[{i}]: field {name!r} is {x} (must be finite)")
+            raise ValueError(f"{record_loc(where, i)}: field {name!r} is {x} (must be finite)")
         if positive and x <= 0:
-            raise ValueError(f"{where}[{i}]: field {name!r} must be > 0, got {v!r}")
+            raise ValueError(f"{record_loc(where, i)}: field {name!r} must be > 0, got {v!r}")
         out[i] = x
     return out
 

@@ -32,7 +32,13 @@ def reference_stats(lengths, correct, group):
     lengths = np.asarray(lengths, dtype=np.float64)
     correct = np.asarray(correct, dtype=np.float64)
     ids, inverse, count = np.unique(np.asarray(group), return_inverse=True, return_counts=True)
-    mean_length = np.bincount(inverse, weights=lengths) / count
+    with np.errstate(over="ignore"):
+        mean_length = np.bincount(inverse, weights=lengths) / count
+    # a sum that overflowed (lengths near the float64 maximum): in units of 2^64
+    big = np.isinf(mean_length)
+    if big.any():
+        scaled = np.ldexp(np.bincount(inverse, weights=np.ldexp(lengths, -64)) / count, 64)
+        mean_length = np.where(big, scaled, mean_length)
     accuracy = np.bincount(inverse, weights=correct) / count
     return ids, mean_length, accuracy, count, inverse
 
@@ -53,8 +59,12 @@ def harmonize_weights(rewards, clip=(-2.0, 4.0), normalize="dataset", group=None
         w = np.where(w > hi, hi, w)
 
     def z(x):
-        sd = x.std()
-        return np.zeros_like(x) if np.all(x == x[0]) else (x - x.mean()) / sd
+        if np.all(x == x[0]):
+            return np.zeros_like(x)
+        # in units of the power of two above max |x| (the z-score is
+        # scale-free): neither the sum nor the squares overflow or underflow
+        xs = np.ldexp(x, -np.frexp(np.max(np.abs(x)))[1])
+        return (xs - xs.mean()) / xs.std()
 
     if normalize == "dataset":
         return z(w)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import data as _io
 from .._atomic import PathLike
 from ..data.dataset import WeightedDataset
+from ..data.records import FileLoc, record_loc
 from ..data.tokenize import EncodedSamples, SequenceFormat, encode_samples
 from ..data.validators import finite_column
 from ..kernels.objectives import PPOStats
@@ -45,8 +46,10 @@ def _as_records(data: Any) -> Tuple[List[Dict[str, Any]], Dict[str, Any], str, O
         return [dict(r) for r in data.records], dict(data.params), "dataset", cols
     if isinstance(data, (str, os.PathLike)):
         path = os.fspath(data)
-        recs = list(_io.read_jsonl(path))
-        return recs, {}, path, None
+        read = _io.read_jsonl(path)
+        where = FileLoc(path)
+        where.lines = list(read.lines)
+        return list(read), {}, where, None
     if isinstance(data, Mapping) or isinstance(data, (bytes, str)):
         raise TypeError(f"dataset: expected a WeightedDataset, a list of records or a JSONL path, got {type(data).__name__}")
     try:
@@ -200,7 +203,7 @@ class Trainer:
         vocab = model.config.vocab_size
         for i, a in enumerate(self.data.ids):
             if a.min() < 0 or a.max() >= vocab:
-                raise ValueError(f"{where}[{i}]: token id {int(a.max() if a.max() >= vocab else a.min())} is outside the model's vocabulary [0, {vocab})")
+                raise ValueError(f"{record_loc(where, i)}: token id {int(a.max() if a.max() >= vocab else a.min())} is outside the model's vocabulary [0, {vocab})")
         if self.data.truncated.any():
             warnings.warn(f"{where}: {int(self.data.truncated.sum())} response(s) cut to max_length={max_len} tokens",
                           RuntimeWarning, stacklevel=2)
@@ -215,6 +218,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * config.epochs
         self.history: List[Dict[str, Any]] = []
         self.step = 0
+        #: the step of the checkpoint :meth:`train` resumed from (None: a fresh start)
+        self.resumed_step: Optional[int] = None
         self._rng = np.random.default_rng(config.seed)
         self._perm: Optional[np.ndarray] = None
         self._perm_epoch = -1
@@ -250,7 +255,7 @@ class Trainer:
         A = self._column("correct")
         if np.any((A != 0) & (A != 1)):
             i = int(np.argmax((A != 0) & (A != 1)))
-            raise ValueError(f"{where}[{i}]: field 'correct' must be a boolean, got {recs[i]['correct']!r}")
+            raise ValueError(f"{record_loc(where, i)}: field 'correct' must be a boolean, got {recs[i]['correct']!r}")
         Lbar = self._column("ref_mean_length", positive=True)
         Abar = self._column("ref_accuracy")
         self._fields = (L, A, Lbar, Abar)
@@ -433,6 +438,7 @@ class Trainer:
                              "use the same settings to resume or another out_dir")
         self._log_ratio = restore_model(path, self.model)
         self.step = int(st["step"])
+        self.resumed_step = self.step
         self.lam = st["lam"]
         self._rng.bit_generator.state = st["rng"]
         self._perm_epoch = int(st["perm_epoch"])

@@ -13,8 +13,8 @@ import pytest
 
 import o1pruner
 from o1pruner import _core
-from o1pruner import reference as ref
-from o1pruner.grading import normalize_answer
+from o1pruner.kernels import slow as ref
+from o1pruner.kernels.grading import normalize_answer
 
 from helpers import assert_close
 

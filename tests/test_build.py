@@ -71,7 +71,7 @@ def test_import_from_elsewhere(tmp_path):
 
 
 def test_cli_info():
-    from o1pruner.cli import main
+    from o1pruner.apps.cli import main
     assert main(["info"]) == 0
 
 

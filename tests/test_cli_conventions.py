@@ -13,7 +13,7 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.cli import main
+from o1pruner.apps.cli import main
 
 PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
 
@@ -131,13 +131,14 @@ def test_problems_command(tmp_path, capsys):
 def test_default_max_new_tokens_fits_the_model(tmp_path, capsys):
     """The default --max-new-tokens of a built-in model is its context minus
     the longest prompt (a fixed 256 could not work with a 256-token context)."""
-    from o1pruner.cli import _generator_and_tokenizer, build_parser
-    from o1pruner.demo import DemoSettings
+    from o1pruner.apps.cli import build_parser
+    from o1pruner.apps.commands import generator_and_tokenizer
+    from o1pruner.apps.demo import DemoSettings
 
     probs = tmp_path / "p.jsonl"
     assert run(capsys, "problems", "--n", 50, "--out", probs)[0] == 0
     args = build_parser().parse_args(["presample", "--problems", str(probs), "--k", "1", "--out", "x", "--model", "reference"])
-    gen, _ = _generator_and_tokenizer(args)
+    gen, _ = generator_and_tokenizer(args)
     longest = max(len(gen.format.prompt_ids("Q:" + r["problem"] + "\n")) for r in io.read_jsonl(probs))
     assert gen.max_new_tokens == gen.model.config.max_position_embeddings - longest
     assert gen.max_new_tokens >= DemoSettings().max_new_tokens  # at least what the demo uses

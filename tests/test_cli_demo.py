@@ -13,8 +13,8 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.cli import main
-from o1pruner.demo import DemoSettings, task_problems
+from o1pruner.apps.cli import main
+from o1pruner.apps.demo import DemoSettings, task_problems
 
 import training_helpers as TH
 
@@ -54,7 +54,7 @@ def hopeless_dir(tmp_path_factory):
     """A tiny model trained to answer 100 to everything: the task's answers
     are in 0..99, so it is never correct."""
     from o1pruner.tasks import ArithmeticTask
-    from o1pruner.training import TrainConfig, Trainer
+    from o1pruner.train import TrainConfig, Trainer
 
     probs = ArithmeticTask().problems(64, split="train", seed=0)
     recs = [{"prompt": f"Q:{p.expr}\n", "solution": "so the answer is \\boxed{100}"} for p in probs]

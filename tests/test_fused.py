@@ -9,8 +9,8 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import o1pruner
-import o1pruner.fused
-from o1pruner import reference as ref
+import o1pruner.kernels.fused
+from o1pruner.kernels import slow as ref
 
 from helpers import assert_close, layouts, leak_check
 
@@ -475,7 +475,7 @@ def test_no_leaks(rng):
 
 
 def test_docstring_examples():
-    res = doctest.testmod(o1pruner.fused, optionflags=doctest.NORMALIZE_WHITESPACE)
+    res = doctest.testmod(o1pruner.kernels.fused, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 2 and res.failed == 0
 
 

@@ -110,7 +110,7 @@ def test_trl_reward_bad_input(rng):
         f(prompts=["a"], completions=["b"], ground_truth_answer=["1"], ref_mean_length=[1.0], ref_accuracy=[0.5])
     with pytest.raises(ValueError, match="ref_mean_length: must be > 0"):
         call_like_trl(f, [dict(ex, ref_mean_length=0.0) for ex in inputs], completions, ids)
-    with pytest.raises(ValueError, match="ref_accuracy: not finite"):
+    with pytest.raises(ValueError, match=r"ref_accuracy \(sample \d+\): must be finite"):
         call_like_trl(f, [dict(ex, ref_accuracy=float("nan")) for ex in inputs], completions, ids)
     with pytest.raises(TypeError, match="completions: entry 0"):
         call_like_trl(f, inputs, [3, 4], ids)
@@ -123,7 +123,7 @@ def test_trl_reward_bad_input(rng):
 
 
 def test_trl_reward_default_grader():
-    pytest.importorskip("o1pruner.grading")
+    pytest.importorskip("o1pruner.kernels.grading")
     f = length_harmonizing_reward(lam=2.0)
     rows = [{"prompt": "p", "ground_truth_answer": "1/2", "ref_mean_length": 10.0, "ref_accuracy": 0.5}] * 2
     out = call_like_trl(f, rows, ["so \\boxed{\\frac{1}{2}}", "so \\boxed{0.4}"], [[1] * 10, [1] * 10])
@@ -202,7 +202,7 @@ def test_verl_bad_input():
 def test_verl_tokenizer_by_object_counts_like_presample():
     tokenizers = pytest.importorskip("tokenizers")
     pytest.importorskip("transformers")
-    from o1pruner.hf import tiny_tokenizer
+    from o1pruner.integrations.hf import tiny_tokenizer
 
     tok = tiny_tokenizer(["12+13=25", "1+1=2"], vocab_size=280)
     text = "12+13=25 so \\boxed{25}"
@@ -390,7 +390,7 @@ def test_reference_table_and_columns():
 def test_grpo_trainer_runs_with_the_reward(tmp_path):
     pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")
-    import o1pruner.hf as H
+    import o1pruner.integrations.hf as H
     from trl import GRPOConfig, GRPOTrainer
 
     tok = H.tiny_tokenizer([f"{a}+{b}={a + b}" for a in range(20) for b in range(20)], vocab_size=300)

@@ -19,6 +19,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data.validators import finite_number
+from ..kernels.rewards import harmonize_weights, length_harmonizing_reward
+
 __all__ = ["reference_table", "with_reference_stats"]
 
 #: Column names the reward functions read by default.
@@ -94,7 +97,7 @@ def with_reference_stats(rows: Sequence[Mapping[str, Any]], samples, *, key: str
 
 # ---- shared by the reward functions --------------------------------------------
 
-def _grader(grader: Optional[Callable]) -> Callable:
+def resolve_grader(grader: Optional[Callable]) -> Callable:
     """``grader(responses, golds) -> bools``; default the package grader
     (last \\boxed{} first, then graded in C)."""
     if grader is not None:
@@ -102,14 +105,14 @@ def _grader(grader: Optional[Callable]) -> Callable:
             raise TypeError(f"grader: expected a callable (responses, golds) -> bools, got {type(grader).__name__}")
         return grader
     try:
-        from ..grading import grade_responses
+        from ..kernels.grading import grade_responses
     except ImportError as exc:  # pragma: no cover - until the grader is built in
         raise RuntimeError("grader: o1pruner.grading is not available in this build; "
                            "pass grader=callable(responses, golds) -> bools") from exc
     return grade_responses
 
 
-def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
+def grade_correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
     got = np.asarray(grader(list(texts), [str(g) for g in golds]))
     if got.shape != (len(texts),):
         raise ValueError(f"grader: returned shape {got.shape} for {len(texts)} responses")
@@ -120,21 +123,14 @@ def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np
     raise ValueError(f"grader: must return booleans or numbers in [0, 1], got dtype {got.dtype}")
 
 
-def _stat(value: Any, name: str, i: int) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number for sample {i}, got {type(value).__name__}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: not finite for sample {i} ({v})")
-    return v
+def ref_stat(value: Any, name: str, i: int) -> float:
+    """A reference statistic of sample `i` (column or key `name`) as a finite float."""
+    return finite_number(value, f"{name} (sample {i})")
 
 
-def _reward_options(lam: Any, clip: Any, length_bonus: Any) -> Tuple[float, Optional[Tuple[float, float]], str]:
+def reward_options(lam: Any, clip: Any, length_bonus: Any) -> Tuple[float, Optional[Tuple[float, float]], str]:
     """Validated (lam, clip, length_bonus) of the on-policy rewards. `clip`
     may come from a config file as a list (verl's Hydra ``reward_kwargs``)."""
-    from ..rewards import harmonize_weights
-
     try:
         lam = float(lam)
     except (TypeError, ValueError):
@@ -151,7 +147,7 @@ def _reward_options(lam: Any, clip: Any, length_bonus: Any) -> Tuple[float, Opti
     return lam, clip, length_bonus
 
 
-def _on_policy_reward(lengths: np.ndarray, correct: np.ndarray, lbar: np.ndarray, abar: np.ndarray, *,
+def on_policy_reward(lengths: np.ndarray, correct: np.ndarray, lbar: np.ndarray, abar: np.ndarray, *,
                       lam: float, clip: Optional[Tuple[float, float]], length_bonus: str) -> np.ndarray:
     """R = Lbar_ref / L - 1 + lam * (A - Abar_ref) (method.md step 2, the C
     kernel), as an on-policy reward.
@@ -166,12 +162,9 @@ def _on_policy_reward(lengths: np.ndarray, correct: np.ndarray, lbar: np.ndarray
     outscores every wrong one when lam >= 1. `clip` then bounds R (the public
     code's weight clip); clipping alone keeps the order (38 -> 4 > 1.29).
     """
-    from ..rewards import harmonize_weights
-    from ..rewards import length_harmonizing_reward as _reward_kernel
-
     if length_bonus == "correct":
         lengths = np.where((correct < 1) & (lengths < lbar), lbar, lengths)
-    r = _reward_kernel(lengths, correct, lbar, abar, lam=lam)
+    r = length_harmonizing_reward(lengths, correct, lbar, abar, lam=lam)
     if clip is not None:
         r = harmonize_weights(r, clip=clip, normalize=None)
     return r

@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import DEFAULT_CLIP, REF_ACCURACY, REF_LENGTH, _correct, _grader, _on_policy_reward, _reward_options, _stat
+from . import DEFAULT_CLIP, REF_ACCURACY, REF_LENGTH, grade_correct, on_policy_reward, ref_stat, resolve_grader, reward_options
 
 __all__ = ["length_harmonizing_reward"]
 
@@ -123,8 +123,8 @@ def length_harmonizing_reward(
     ...   ground_truth_answer=["2", "2"], ref_mean_length=[100.0, 100.0], ref_accuracy=[0.5, 0.5])
     [2.0, -1.5]
     """
-    lam, clip, length_bonus = _reward_options(lam, clip, length_bonus)
-    grade = _grader(grader)
+    lam, clip, length_bonus = reward_options(lam, clip, length_bonus)
+    grade = resolve_grader(grader)
     eos = set() if eos_token_id is None else ({int(eos_token_id)} if np.ndim(eos_token_id) == 0
                                                else {int(e) for e in eos_token_id})
 
@@ -153,13 +153,13 @@ def length_harmonizing_reward(
             if eos and ids and int(ids[-1]) in eos:
                 ids = ids[:-1]
             lengths[i] = max(len(ids), 1)
-        lbar = np.array([_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
-        abar = np.array([_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
+        lbar = np.array([ref_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
+        abar = np.array([ref_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
         if np.any(lbar <= 0):
             i = int(np.flatnonzero(lbar <= 0)[0])
             raise ValueError(f"{ref_length_column}: must be > 0, got {lbar[i]} for sample {i}")
-        correct = _correct(grade, texts, columns[answer_column])
-        r = _on_policy_reward(lengths, correct, lbar, abar, lam=lam, clip=clip, length_bonus=length_bonus)
+        correct = grade_correct(grade, texts, columns[answer_column])
+        r = on_policy_reward(lengths, correct, lbar, abar, lam=lam, clip=clip, length_bonus=length_bonus)
         log = columns.get("log_metric")
         if log_metrics and callable(log) and n:
             log("o1pruner/accuracy", float(correct.mean()))

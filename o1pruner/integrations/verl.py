@@ -51,9 +51,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 # absolute imports: verl executes this file outside the package (see above)
-from o1pruner.integrations import (DEFAULT_CLIP, REF_ACCURACY, REF_LENGTH, _correct, _grader, _on_policy_reward,
-                                   _reward_options, _stat)
-from o1pruner.pipeline import count_tokens
+from o1pruner.data.tokenize import count_tokens
+from o1pruner.integrations import (DEFAULT_CLIP, REF_ACCURACY, REF_LENGTH, grade_correct, on_policy_reward, ref_stat,
+                                   resolve_grader, reward_options)
 
 __all__ = ["compute_score", "compute_score_batch"]
 
@@ -101,7 +101,7 @@ def _count(tokenizer, text: str) -> int:
 def _length(solution: str, info: Mapping[str, Any], tokenizer, i: int) -> float:
     for k in _LENGTH_KEYS:
         if info.get(k) is not None:
-            return max(_stat(info[k], f"extra_info['{k}']", i), 1.0)
+            return max(ref_stat(info[k], f"extra_info['{k}']", i), 1.0)
     if tokenizer is None:
         raise ValueError("tokenizer: needed to count the response's tokens (verl passes text); set "
                          "custom_reward_function.reward_kwargs.tokenizer to the policy's model path, or put "
@@ -117,10 +117,10 @@ def _ref(info: Optional[Mapping[str, Any]], i: int):
         if info.get(k) is None:
             raise ValueError(f"extra_info['{k}']: missing for sample {i}; add the per-problem reference "
                              f"statistics to the dataset's extra_info (o1pruner.integrations.reference_table)")
-    lbar = _stat(info[REF_LENGTH], f"extra_info['{REF_LENGTH}']", i)
+    lbar = ref_stat(info[REF_LENGTH], f"extra_info['{REF_LENGTH}']", i)
     if lbar <= 0:
         raise ValueError(f"extra_info['{REF_LENGTH}']: must be > 0, got {lbar} (sample {i})")
-    return lbar, _stat(info[REF_ACCURACY], f"extra_info['{REF_ACCURACY}']", i)
+    return lbar, ref_stat(info[REF_ACCURACY], f"extra_info['{REF_ACCURACY}']", i)
 
 
 def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str], ground_truths: Sequence[Any],
@@ -133,7 +133,7 @@ def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str
     :func:`compute_score`, same options and errors); grading and the reward
     run once for the batch."""
     _check_kwargs(kwargs, "compute_score_batch")
-    lam, clip, length_bonus = _reward_options(lam, clip, length_bonus)
+    lam, clip, length_bonus = reward_options(lam, clip, length_bonus)
     n = len(solution_strs)
     for name, v in (("data_sources", data_sources), ("ground_truths", ground_truths), ("extra_infos", extra_infos)):
         if len(v) != n:
@@ -146,8 +146,8 @@ def compute_score_batch(data_sources: Sequence[Any], solution_strs: Sequence[str
     abar = np.array([r[1] for r in refs])
     lengths = np.array([_length(s, info, tokenizer, i) for i, (s, info) in enumerate(zip(solution_strs, extra_infos))])
     golds = [g[0] if isinstance(g, (list, tuple, np.ndarray)) and len(g) == 1 else g for g in ground_truths]
-    correct = _correct(_grader(grader), solution_strs, golds)
-    r = _on_policy_reward(lengths, correct, lbar, abar, lam=lam, clip=clip, length_bonus=length_bonus)
+    correct = grade_correct(resolve_grader(grader), solution_strs, golds)
+    r = on_policy_reward(lengths, correct, lbar, abar, lam=lam, clip=clip, length_bonus=length_bonus)
     return [{"score": float(r[i]), "acc": float(correct[i]), "length": float(lengths[i]),
              "ref_mean_length": float(lbar[i]), "ref_accuracy": float(abar[i])} for i in range(n)]
 

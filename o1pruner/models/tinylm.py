@@ -565,6 +565,25 @@ class TinyLM:
         self._touch()
         return norm
 
+    def optimizer_state(self) -> Dict[str, Any]:
+        """The AdamW state: copies of the first and second moments (``exp_avg``,
+        ``exp_avg_sq``, flat float32) and the step count (``step``)."""
+        return {"exp_avg": self._exp_avg.copy(), "exp_avg_sq": self._exp_avg_sq.copy(), "step": int(self.step_count)}
+
+    def load_optimizer_state(self, state: Dict[str, Any]) -> None:
+        """Set the AdamW state from :meth:`optimizer_state` (of a model of the
+        same architecture)."""
+        for k in ("exp_avg", "exp_avg_sq"):
+            a = np.asarray(state[k], dtype=np.float32)
+            if a.shape != self._exp_avg.shape:
+                raise ValueError(f"{k}: expected shape {self._exp_avg.shape}, got {a.shape}")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"step: must be an int >= 0, got {step!r}")
+        self._exp_avg[...] = state["exp_avg"]
+        self._exp_avg_sq[...] = state["exp_avg_sq"]
+        self.step_count = int(step)
+
     def grad_norm(self) -> float:
         """Global L2 norm of the accumulated gradients."""
         return _core.model_grad_norm(self._grads)

@@ -83,3 +83,24 @@ def leak_check(fn, n=2000, warmup=200, max_growth_bytes=4 << 20):
     if refs0 is not None:
         drift = sys.gettotalrefcount() - refs0
         assert abs(drift) < n // 10, f"reference count drifted by {drift} over {n} calls"
+
+
+def import_dev(name: str):
+    """Import ``dev.<name>`` (the repository's dev scripts, not installed).
+
+    The repository root is on ``sys.path`` only for this import, after
+    ``o1pruner`` is imported: the package under test (an installed build, or
+    an in-place one) stays the one the tests use, and the source tree's copy,
+    which has no compiled ``_core`` after a non-editable install, never
+    shadows it.
+    """
+    import importlib
+
+    import o1pruner  # noqa: F401  (first: fixes which o1pruner the dev module sees)
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    try:
+        return importlib.import_module(f"dev.{name}")
+    finally:
+        sys.path.remove(root)

@@ -104,3 +104,19 @@ def import_dev(name: str):
         return importlib.import_module(f"dev.{name}")
     finally:
         sys.path.remove(root)
+
+
+def child_python(env=None, cwd=None):
+    """``dict(env=..., cwd=...)`` for a child ``python -c`` / ``-m`` that
+    imports the same o1pruner as this process (installed, or built in place)
+    and runs outside the source tree (``-c`` and ``-m`` put the cwd first on
+    sys.path; the source tree has no compiled ``_core`` after a non-editable
+    install)."""
+    import tempfile
+
+    import o1pruner
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
+    base = dict(os.environ if env is None else env)
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, base.get("PYTHONPATH")]))
+    return {"env": base, "cwd": str(cwd) if cwd is not None else tempfile.gettempdir()}

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from helpers import child_python  # noqa: E402
 import o1pruner
 from o1pruner import io
 from o1pruner.apps.cli import main
@@ -94,14 +95,14 @@ def test_closed_pipe_ends_quietly(tmp_path):
     traceback. A pipe whose read end is already closed makes it certain."""
     samples = tmp_path / "s.jsonl"
     io.write_jsonl(samples, [good_sample(), good_sample(length=7, correct=False)])
-    env = dict(os.environ, PYTHONPATH=PKG_ROOT)
+    kw = child_python(cwd=tmp_path)
     for argv in (["info"], ["evaluate", "--samples", str(samples)], ["build", "--samples", str(samples), "--out",
                                                                       str(tmp_path / "t.jsonl")]):
         r, w = os.pipe()
         os.close(r)
         try:
             p = subprocess.run([sys.executable, "-m", "o1pruner", *argv], stdout=w, stderr=subprocess.PIPE, text=True,
-                               timeout=120, env=env)
+                               timeout=120, **kw)
         finally:
             os.close(w)
         assert "Traceback" not in p.stderr and "BrokenPipeError" not in p.stderr, p.stderr

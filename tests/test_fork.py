@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from helpers import child_python
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
 TIMEOUT = 240
@@ -66,7 +68,7 @@ PRELUDE = textwrap.dedent(
 
 def _run(body):
     src = PRELUDE + textwrap.dedent(body)
-    p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=TIMEOUT)
+    p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=TIMEOUT, **child_python())
     assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout[-3000:]}\nstderr: {p.stderr[-3000:]}"
     return p.stdout
 

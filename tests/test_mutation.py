@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from helpers import child_python
+
 DURATION = 2.5  # seconds of mutation per case
 
 PRELUDE = textwrap.dedent(
@@ -183,7 +185,7 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_concurrent_mutation_never_corrupts_memory(case):
     src = PRELUDE.replace("DURATION", repr(DURATION)) + textwrap.dedent(CASES[case])
-    p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=300, **child_python())
     assert p.returncode == 0, (
         f"{case}: the process died (exit {p.returncode}) while a thread mutated an input\n"
         f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-4000:]}"

@@ -349,7 +349,7 @@ class Trainer:
         if spec.ratio == "sequence_mean":
             res = spec.loss(lp, ref["mean"][sub], self.weights[sub], valid, global_batch_size=B)
         else:
-            res = spec.loss(lp, reference_tokens(ref, sub, lp.shape[1], tg), self.weights[sub], valid,
+            res = spec.loss(lp, reference_tokens(ref, self.data, sub, lp.shape[1]), self.weights[sub], valid,
                             global_batch_size=B, batch_num_tokens=N, max_response_length=max_resp)
         return res.loss, res.grad, res.stats
 

@@ -108,6 +108,27 @@ static inline o1p_int o1p_mul_sat(o1p_int a, o1p_int b) {
     return o1p_mul_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
+/* Carving one float arena into buffers, in order: base NULL only counts.
+ * Every size goes through the checked arithmetic above (a wrapped size would
+ * pass an "arena large enough" check with a tiny arena); once a size has
+ * overflowed, every later buffer is NULL and o1p_carve_total is -1.
+ *
+ *     o1p_carve k = {base, 0, 0};
+ *     buf = o1p_carve_take(&k, o1p_carve_mul(&k, rows, d));
+ *     return o1p_carve_total(&k);   (floats needed, or -1) */
+typedef struct {
+    float *base;
+    o1p_int off;
+    int ovf;
+} o1p_carve;
+static inline o1p_int o1p_carve_mul(o1p_carve *k, o1p_int a, o1p_int b) { return o1p_size_mul(a, b, &k->ovf); }
+static inline float *o1p_carve_take(o1p_carve *k, o1p_int n) {
+    float *p = k->base && !k->ovf ? k->base + k->off : NULL;
+    k->off = o1p_size_add(k->off, n, &k->ovf);
+    return p;
+}
+static inline o1p_int o1p_carve_total(const o1p_carve *k) { return k->ovf ? -1 : k->off; }
+
 #define O1P_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define O1P_MAX(a, b) ((a) > (b) ? (a) : (b))
 

@@ -419,6 +419,34 @@ def test_gradient_accumulation_matches_big_batch(tok, tmp_path):
     assert_close(params[1].numpy(), params[0].numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_unequal_micro_batches_give_the_whole_batch_gradient(tok, tmp_path):
+    """5 sequences of different lengths in one optimiser step: one batch of 5
+    equals micro-batches of 2 + 2 + 1 (the loss is normalised by the step's
+    sequence count, not averaged per micro-batch)."""
+    recs = records(5, seed=3)
+    shift = np.array([0.1, -0.3, 0.0, 0.25, -0.15])
+    grads = []
+    for bs, ga in ((5, 1), (2, 3)):
+        m = fresh_model(tok, seed=2)
+        tr = make_trainer(m, tok, recs, tmp_path / f"mb{bs}", eval_dataset=None,
+                          args=dict(per_device_train_batch_size=bs, gradient_accumulation_steps=ga))
+        tr.compute_reference()
+        tr.train_dataset.set_reference(tr.train_dataset.ref_mean_logp + shift)
+        it = iter(tr.get_train_dataloader())
+        batches, n = tr.get_batch_samples(it, ga, tr.args.device)
+        assert n == 5 and [len(b["weight"]) for b in batches] == ([5] if ga == 1 else [2, 2, 1])
+        m.train()
+        m.zero_grad()
+        total = 0.0
+        for b in batches:  # what Trainer.training_step does with each micro-batch
+            loss = tr.training_step(m, b, n)
+            total += float(loss)
+        grads.append((total, torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])))
+    assert grads[0][1].abs().max() > 1e-6
+    assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-7, what="loss")
+    assert_close(grads[1][1].numpy(), grads[0][1].numpy(), rtol=1e-4, atol=1e-7, what="gradient")
+
+
 def test_trainer_bad_arguments(tok, tmp_path):
     m = fresh_model(tok)
     with pytest.raises(ValueError, match="clip_eps"):

@@ -29,3 +29,11 @@ def test_documented_names():
     assert issubclass(TrainConfig, PPOConfig)
     with pytest.raises(AttributeError):
         o1pruner.no_such_module
+
+
+def test_no_module_over_600_lines():
+    import pathlib
+    root = pathlib.Path(o1pruner.__file__).parent
+    long = {str(p.relative_to(root)): n for p in root.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600}
+    assert not long, f"modules over 600 lines (split them): {long}"

@@ -497,3 +497,32 @@ def test_nan_during_training_is_named_and_keeps_the_checkpoint(tmp_path):
     assert latest_checkpoint(tmp_path).endswith("step-000002")
     assert np.isfinite(TinyLM.load(latest_checkpoint(tmp_path)).flat_parameters).all()
     assert len(o1pruner.io.read_jsonl(tmp_path / "train_log.jsonl")) == 2
+
+
+def test_reference_tokens_are_the_batch_layout_of_the_concatenated_ones():
+    """ratio='token' reads the reference's token log-probs as rows of one
+    [n, T_max] matrix made once from the cached concatenated form: the same
+    values the batch's scored positions (targets != -100) would get by a
+    per-batch masked scatter."""
+    from o1pruner.data.tokenize import EncodedSamples
+    from o1pruner.train.ref_logprobs import reference_tokens
+
+    rng = np.random.default_rng(0)
+    n = 9
+    p = rng.integers(1, 6, n)
+    r = rng.integers(1, 8, n)
+    data = EncodedSamples([rng.integers(0, 50, int(a + b)) for a, b in zip(p, r)], p.astype(np.int64),
+                          r.astype(np.int64), np.zeros(n, bool))
+    offsets = np.concatenate([[0], np.cumsum(r)]).astype(np.int64)
+    ref = {"tokens": rng.standard_normal(int(offsets[-1])).astype(np.float32), "offsets": offsets}
+    for rows in ([0, 1, 2], [8, 3], list(range(n))[::-1]):
+        T = max(len(data.ids[i]) for i in rows) + 2
+        _, _, tg = data.batch(rows, pad_to=T)
+        want = np.zeros((len(rows), T), np.float32)
+        valid = tg != -100
+        for j, i in enumerate(rows):
+            want[j][valid[j]] = ref["tokens"][offsets[i]: offsets[i + 1]]
+        got = reference_tokens(ref, data, rows, T)
+        assert got.dtype == np.float32 and np.array_equal(got, want)
+    with pytest.raises(ValueError, match="do not match"):
+        reference_tokens({"tokens": ref["tokens"][:-1], "offsets": offsets - np.r_[0, np.ones(n, np.int64)]}, data, [0], 4)

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "lanes.h"
 #include "vmath.h"
 
 /* Tile geometry (compile-time, overridable for tuning experiments).
@@ -35,10 +36,7 @@
 #define FUSED_ROWS_MAX (2 * FUSED_ROWS_MIN - 1)
 /* Multiply-adds (rows x vocab x d) worth a second thread (~1 ms). */
 #define FUSED_MIN_WORK ((o1p_int)1 << 26)
-/* Independent accumulators per reduction: two AVX-512 registers of floats, so
- * the reductions vectorise without reassociating a single sum (with 16,
- * GCC unrolls the lane loop completely and then fails to vectorise it). */
-#define LANES 32
+/* Reductions over a row run in O1P_LANES independent accumulators (lanes.h). */
 
 /* ---- plan: which rows each thread handles, in chunks --------------------- */
 
@@ -162,11 +160,11 @@ static void blas_serial(int begin) {
 }
 
 /* Columns [lo, hi) of vocabulary part `part` out of `parts`: (almost) equal
- * parts whose inner boundaries are multiples of LANES, so that every tile
+ * parts whose inner boundaries are multiples of O1P_LANES, so that every tile
  * (FUSED_COLS apart from lo) starts on a whole vector of lanes. */
 static o1p_int part_bound(o1p_int len, o1p_int parts, o1p_int p) {
     if (p >= parts) return len;
-    return (len / parts * p + len % parts * p / parts) / LANES * LANES;
+    return (len / parts * p + len % parts * p / parts) / O1P_LANES * O1P_LANES;
 }
 
 /* Raw logits of a chunk x tile: x[n, w] = hidden[rows] weight[cols]^T. */
@@ -188,11 +186,11 @@ static void tile_logits(const chunk_t *ch, o1p_int j0, o1p_int w, o1p_int d,
 O1P_TARGET_CLONES
 static float row_max(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float inv_t,
                      o1p_int n, float *bad) {
-    float mx[LANES], nf[LANES];
-    for (int k = 0; k < LANES; k++) mx[k] = -INFINITY, nf[k] = 0.0f;
+    float mx[O1P_LANES], nf[O1P_LANES];
+    for (int k = 0; k < O1P_LANES; k++) mx[k] = -INFINITY, nf[k] = 0.0f;
     o1p_int j = 0;
-    for (; j + LANES <= n; j += LANES) {
-        for (int k = 0; k < LANES; k++) {
+    O1P_LANE_GROUPS(j, n, O1P_LANES) {
+        for (int k = 0; k < O1P_LANES; k++) {
             float xv = x[j + k], z = (xv + b[j + k]) * inv_t;
             mx[k] = z > mx[k] ? z : mx[k];
             nf[k] += xv - xv; /* 0 for finite x, NaN for inf or NaN */
@@ -203,10 +201,8 @@ static float row_max(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
         mx[0] = z > mx[0] ? z : mx[0];
         nf[0] += xv - xv;
     }
-    float m = mx[0], f = nf[0];
-    for (int k = 1; k < LANES; k++) m = mx[k] > m ? mx[k] : m, f += nf[k];
-    *bad += f;
-    return m;
+    *bad += o1p_lanes_sum_f32(nf);
+    return o1p_lanes_max(mx);
 }
 
 /* With u = z - shift (shift >= every z): *s = sum exp(u), *t = sum u exp(u).
@@ -215,16 +211,16 @@ static float row_max(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
  * log s - t/s without cancelling large logits.
  * A masked logit (bias -inf) has exp(u) = 0 and adds nothing; a -inf logit
  * with a finite bias (non-finite hidden/weight) makes *t NaN, as does a NaN.
- * Each lane sums at most FUSED_COLS / LANES terms in float; the lanes, and
+ * Each lane sums at most FUSED_COLS / O1P_LANES terms in float; the lanes, and
  * then the tiles of the vocabulary, are summed in double. */
 O1P_TARGET_CLONES
 static void row_sums(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float inv_t,
                      float shift, o1p_int n, double *s_out, double *t_out) {
-    float s[LANES], t[LANES];
-    for (int k = 0; k < LANES; k++) s[k] = 0.0f, t[k] = 0.0f;
+    float s[O1P_LANES], t[O1P_LANES];
+    for (int k = 0; k < O1P_LANES; k++) s[k] = 0.0f, t[k] = 0.0f;
     o1p_int j = 0;
-    for (; j + LANES <= n; j += LANES) {
-        for (int k = 0; k < LANES; k++) {
+    O1P_LANE_GROUPS(j, n, O1P_LANES) {
+        for (int k = 0; k < O1P_LANES; k++) {
             float bk = b[j + k], u = (x[j + k] + bk) * inv_t - shift;
             float e = o1p_expf_nonpos(u);
             u = bk < -FLT_MAX ? 0.0f : u; /* masked: -inf * 0 would be NaN */
@@ -239,10 +235,8 @@ static void row_sums(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
         s[0] += e;
         t[0] += u * e;
     }
-    double ss = 0.0, tt = 0.0;
-    for (int k = 0; k < LANES; k++) ss += (double)s[k], tt += (double)t[k];
-    *s_out = ss;
-    *t_out = tt;
+    *s_out = o1p_lanes_sum(s);
+    *t_out = o1p_lanes_sum(t);
 }
 
 /* In place, raw logits x -> logit gradient of grad_logp logp + grad_ent H:
@@ -252,12 +246,12 @@ static void row_sums(const float *O1P_RESTRICT x, const float *O1P_RESTRICT b, f
 O1P_TARGET_CLONES
 static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float inv_t, float lse,
                        float ez, float dl, float dh, o1p_int n, float *bad) {
-    double ps[LANES];
-    float nf[LANES];
-    for (int k = 0; k < LANES; k++) ps[k] = 0.0, nf[k] = 0.0f;
+    double ps[O1P_LANES];
+    float nf[O1P_LANES];
+    for (int k = 0; k < O1P_LANES; k++) ps[k] = 0.0, nf[k] = 0.0f;
     o1p_int j = 0;
-    for (; j + LANES <= n; j += LANES) {
-        for (int k = 0; k < LANES; k++) {
+    O1P_LANE_GROUPS(j, n, O1P_LANES) {
+        for (int k = 0; k < O1P_LANES; k++) {
             float xv = x[j + k], z = (xv + b[j + k]) * inv_t;
             float p = o1p_expf(z - lse);
             float dz = z < -FLT_MAX ? 0.0f : z - ez; /* masked: p = 0, keep it finite */
@@ -274,11 +268,8 @@ static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float
         ps[0] += (double)p;
         x[j] = -(p * dl + (p * dz) * dh) * inv_t;
     }
-    double s = 0.0;
-    float f = 0.0f;
-    for (int k = 0; k < LANES; k++) s += ps[k], f += nf[k];
-    *bad += f;
-    return s;
+    *bad += o1p_lanes_sum_f32(nf); /* lanes are +0 or NaN: 0 + lane 0 = lane 0 */
+    return o1p_lanes_sum_f64(ps, O1P_LANES);
 }
 
 /* acc[j] += sum over the n rows of g[i, j] (the bias gradient of a tile). */

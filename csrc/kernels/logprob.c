@@ -5,8 +5,8 @@
  *
  * Numerics: z = x * (1/temperature) with the reciprocal rounded to float once
  * (so forward and backward see the same z). Inside a block, sums run in float
- * over LP_LANES independent partial sums (this is what vectorises without
- * -ffast-math); blocks are combined in double.
+ * over O1P_LANES independent partial sums (lanes.h: this is what vectorises
+ * without -ffast-math); blocks are combined in double.
  */
 /* Let GCC fuse a*b+c into FMA here (the default for GNU C, but -std=c99 turns
  * it off): o1p_expf's polynomial is most of the work and FMAs cut it by a
@@ -22,13 +22,13 @@
 #include <math.h>
 #include <string.h>
 
+#include "lanes.h"
 #include "vmath.h"
 
 /* 2048 floats (8 KiB): a block stays in L1 between its max pass and its exp
- * pass. 32 lanes: two AVX-512 or four AVX2 registers of partial sums, each
- * summing 64 values of a full block in float. */
+ * pass; each of the O1P_LANES partial sums adds 64 values of a full block in
+ * float. */
 #define LP_BLOCK 2048
-#define LP_LANES 32
 
 /* Software prefetch two blocks ahead: the hardware prefetcher brings the row
  * towards L2, this brings the block after next into L1 while the current one
@@ -55,57 +55,59 @@
 
 /* Max of x[0..n); NaN entries are skipped (they are caught by the sums). */
 O1P_INLINE float block_max(const float *O1P_RESTRICT x, o1p_int n) {
-    float lm[LP_LANES];
-    for (int l = 0; l < LP_LANES; l++) lm[l] = -INFINITY;
+    float lm[O1P_LANES];
+    for (int l = 0; l < O1P_LANES; l++) lm[l] = -INFINITY;
     o1p_int j = 0;
-    for (; j + LP_LANES <= n; j += LP_LANES)
-        for (int l = 0; l < LP_LANES; l++) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
+    O1P_LANE_GROUPS(j, n, O1P_LANES)
+        for (int l = 0; l < O1P_LANES; l++) lm[l] = x[j + l] > lm[l] ? x[j + l] : lm[l];
     for (; j < n; j++) lm[0] = x[j] > lm[0] ? x[j] : lm[0];
-    float m = lm[0];
-    for (int l = 1; l < LP_LANES; l++) m = lm[l] > m ? lm[l] : m;
-    return m;
-}
-
-/* With d = (x - m) / T over a block: *s += sum e^d, *sd += sum d e^d. The
- * shifted d (<= 0) is summed rather than z itself so that the entropy
- * H = log s - sd / s has no cancellation when the logits are large. NaN in x
- * propagates into both sums (that is how a NaN row is detected). */
-O1P_INLINE void block_sums(const float *O1P_RESTRICT x, o1p_int n, float m, float invT,
-                           double *s, double *sd) {
-    float ls[LP_LANES], lsd[LP_LANES];
-    for (int l = 0; l < LP_LANES; l++) ls[l] = lsd[l] = 0.0f;
-    o1p_int j = 0;
-    for (; j + LP_LANES <= n; j += LP_LANES) {
-        LP_PREFETCH(x + j, LP_PF_BYTES);
-        LP_PREFETCH(x + j + 16, LP_PF_BYTES);
-        for (int l = 0; l < LP_LANES; l++) {
-            float d = (x[j + l] - m) * invT; /* <= 0: x <= m */
-            float e = o1p_expf_nonpos(d);
-            float dc = d < LP_DCLAMP ? LP_DCLAMP : d;
-            ls[l] += e;
-            lsd[l] += e * dc;
-        }
-    }
-    for (; j < n; j++) {
-        float d = (x[j] - m) * invT;
-        float e = o1p_expf_nonpos(d);
-        float dc = d < LP_DCLAMP ? LP_DCLAMP : d;
-        ls[0] += e;
-        lsd[0] += e * dc;
-    }
-    double a = 0.0, b = 0.0;
-    for (int l = 0; l < LP_LANES; l++) {
-        a += ls[l];
-        b += lsd[l];
-    }
-    *s += a;
-    *sd += b;
+    return o1p_lanes_max(lm);
 }
 
 O1P_INLINE int block_has_nan(const float *x, o1p_int n) {
     int bad = 0;
     for (o1p_int j = 0; j < n; j++) bad |= x[j] != x[j];
     return bad;
+}
+
+/* p = exp(l). In the backward l <= 0 up to rounding when lse matches the
+ * logits; the clamp at 88 lets the cheaper exp serve every input and keeps a
+ * wrong lse visible as a huge sum p instead of a wrapped exponent. */
+O1P_INLINE float exp_le88(float l) { return o1p_expf_nonpos(l > 88.0f ? 88.0f : l); }
+
+/* Over a block: *s1 += sum p, *s2 += sum p l, with l = (x xs - a) invT (xs a
+ * power of two, see row_backward) and p = e^l: the one per-lane sum loop of
+ * the forward and the backward. The forward calls it with
+ * xs = 1 and a = the block max (l <= 0, so the clamp at 88 never acts: the
+ * sums are those of e^d, d e^d with d = (x - m) / T). The shifted l is summed
+ * rather than z itself so that the entropy H = log s - sd / s has no
+ * cancellation when the logits are large. NaN in x propagates into both sums
+ * (that is how a NaN row is detected). */
+O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
+                            double *s1, double *s2) {
+    float a[O1P_LANES], b[O1P_LANES];
+    for (int k = 0; k < O1P_LANES; k++) a[k] = b[k] = 0.0f;
+    o1p_int j = 0;
+    O1P_LANE_GROUPS(j, n, O1P_LANES) {
+        LP_PREFETCH(x + j, LP_PF_BYTES);
+        LP_PREFETCH(x + j + 16, LP_PF_BYTES);
+        for (int k = 0; k < O1P_LANES; k++) {
+            float l = (x[j + k] * xs - a_) * invT;
+            float p = exp_le88(l);
+            float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+            a[k] += p;
+            b[k] += p * lc;
+        }
+    }
+    for (; j < n; j++) {
+        float l = (x[j] * xs - a_) * invT;
+        float p = exp_le88(l);
+        float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
+        a[0] += p;
+        b[0] += p * lc;
+    }
+    *s1 += o1p_lanes_sum(a);
+    *s2 += o1p_lanes_sum(b);
 }
 
 /* One row in one pass. Running max m (a raw logit) with sums relative to it;
@@ -138,7 +140,7 @@ static int row_forward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float 
             nan_seen |= block_has_nan(xb, n);
             continue;
         }
-        block_sums(xb, n, m, invT, &s, &sd);
+        block_plogp(xb, n, 1.0f, m, invT, &s, &sd); /* x * 1 - m: exactly x - m */
     }
     /* s >= 1 for a valid row: the max contributes e^0 = 1 after the last
      * rescale. NaN/+inf make s or sd NaN; an all -inf row leaves m = -inf. */
@@ -188,67 +190,28 @@ int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *ta
  * the rounding of a, which shifts every l of the row alike and is removed by
  * normalising p by its sum. */
 
-/* p = exp(l) in the backward. l <= 0 up to rounding when lse matches the
- * logits; the clamp at 88 lets the cheaper exp serve every input and keeps a
- * wrong lse visible as a huge sum p instead of a wrapped exponent. */
-O1P_INLINE float exp_le88(float l) { return o1p_expf_nonpos(l > 88.0f ? 88.0f : l); }
-
-/* Over a block: *s1 += sum p, *s2 += sum p l, with l = (x xs - a) invT (xs a
- * power of two, see row_backward). */
-O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
-                            double *s1, double *s2) {
-    float a[LP_LANES], b[LP_LANES];
-    for (int k = 0; k < LP_LANES; k++) a[k] = b[k] = 0.0f;
-    o1p_int j = 0;
-    for (; j + LP_LANES <= n; j += LP_LANES) {
-        LP_PREFETCH(x + j, LP_PF_BYTES);
-        LP_PREFETCH(x + j + 16, LP_PF_BYTES);
-        for (int k = 0; k < LP_LANES; k++) {
-            float l = (x[j + k] * xs - a_) * invT;
-            float p = exp_le88(l);
-            float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
-            a[k] += p;
-            b[k] += p * lc;
-        }
-    }
-    for (; j < n; j++) {
-        float l = (x[j] * xs - a_) * invT;
-        float p = exp_le88(l);
-        float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
-        a[0] += p;
-        b[0] += p * lc;
-    }
-    double sa = 0.0, sb = 0.0;
-    for (int k = 0; k < LP_LANES; k++) {
-        sa += a[k];
-        sb += b[k];
-    }
-    *s1 += sa;
-    *s2 += sb;
-}
-
 /* out = p (A + B l) over a block (the non-target formula; B = 0 without an
  * entropy gradient), and *s1 += sum p. */
 O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
                            float A, float B, float *O1P_RESTRICT out, double *s1) {
-    float a[LP_LANES];
-    for (int k = 0; k < LP_LANES; k++) a[k] = 0.0f;
+    float a[O1P_LANES];
+    for (int k = 0; k < O1P_LANES; k++) a[k] = 0.0f;
     o1p_int j = 0;
     if (B == 0.0f) {
-        for (; j + LP_LANES <= n; j += LP_LANES) {
+        O1P_LANE_GROUPS(j, n, O1P_LANES) {
             LP_PREFETCH(x + j, LP_PF_BYTES);
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
-            for (int k = 0; k < LP_LANES; k++) {
+            for (int k = 0; k < O1P_LANES; k++) {
                 float p = exp_le88((x[j + k] * xs - a_) * invT);
                 a[k] += p;
                 out[j + k] = p * A;
             }
         }
     } else {
-        for (; j + LP_LANES <= n; j += LP_LANES) {
+        O1P_LANE_GROUPS(j, n, O1P_LANES) {
             LP_PREFETCH(x + j, LP_PF_BYTES);
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
-            for (int k = 0; k < LP_LANES; k++) {
+            for (int k = 0; k < O1P_LANES; k++) {
                 float l = (x[j + k] * xs - a_) * invT;
                 float p = exp_le88(l);
                 float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
@@ -264,9 +227,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, flo
         a[0] += p;
         out[j] = p * (A + B * lc);
     }
-    double sa = 0.0;
-    for (int k = 0; k < LP_LANES; k++) sa += a[k];
-    *s1 += sa;
+    *s1 += o1p_lanes_sum(a);
 }
 
 /* Largest |log sum_j p_j| accepted as rounding: lse and a are floats, each

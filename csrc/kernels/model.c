@@ -83,34 +83,24 @@ typedef struct {
  * check with a tiny arena). */
 static o1p_int arena_carve(const model_config *c, o1p_int N, float *base, arena_map *m) {
     o1p_int d = c->hidden_size, F = c->intermediate_size, L = c->num_layers, H = c->num_heads;
-    o1p_int off = 0;
-    int ovf = 0;
-#define O1P_MUL(a, b) o1p_size_mul((a), (b), &ovf)
-#define O1P_TAKE(ptr, n)                                  \
-    do {                                                  \
-        o1p_int n_ = (n);                                 \
-        (ptr) = base && !ovf ? base + off : NULL;         \
-        off = o1p_size_add(off, n_, &ovf);                \
-    } while (0)
+    o1p_carve k = {base, 0, 0};
     /* the per-row widths are sums of config sizes (each <= 2^24): no overflow */
-    O1P_TAKE(m->x, O1P_MUL(O1P_MUL(L + 1, N), d));
-    m->per_layer = O1P_MUL(N, 1 + d + 3 * d + H + d + d + 1 + d + 2 * F + F);
-    O1P_TAKE(m->layers, O1P_MUL(L, m->per_layer));
-    O1P_TAKE(m->rstd_f, N);
-    O1P_TAKE(m->xn_f, O1P_MUL(N, d));
-    O1P_TAKE(m->lse_head, N);
-    O1P_TAKE(m->ent_head, N);
-    O1P_TAKE(m->logp, N);
-    O1P_TAKE(m->dx, O1P_MUL(N, d));
-    O1P_TAKE(m->dxn, O1P_MUL(N, d));
-    O1P_TAKE(m->dqkv, O1P_MUL(N, 3 * d));
-    O1P_TAKE(m->datt, O1P_MUL(N, d));
-    O1P_TAKE(m->dgu, O1P_MUL(N, 2 * F));
-    O1P_TAKE(m->dact, O1P_MUL(N, F));
-    O1P_TAKE(m->glogp, N);
-#undef O1P_TAKE
-#undef O1P_MUL
-    return ovf ? -1 : off;
+    m->x = o1p_carve_take(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, L + 1, N), d));
+    m->per_layer = o1p_carve_mul(&k, N, 1 + d + 3 * d + H + d + d + 1 + d + 2 * F + F);
+    m->layers = o1p_carve_take(&k, o1p_carve_mul(&k, L, m->per_layer));
+    m->rstd_f = o1p_carve_take(&k, N);
+    m->xn_f = o1p_carve_take(&k, o1p_carve_mul(&k, N, d));
+    m->lse_head = o1p_carve_take(&k, N);
+    m->ent_head = o1p_carve_take(&k, N);
+    m->logp = o1p_carve_take(&k, N);
+    m->dx = o1p_carve_take(&k, o1p_carve_mul(&k, N, d));
+    m->dxn = o1p_carve_take(&k, o1p_carve_mul(&k, N, d));
+    m->dqkv = o1p_carve_take(&k, o1p_carve_mul(&k, N, 3 * d));
+    m->datt = o1p_carve_take(&k, o1p_carve_mul(&k, N, d));
+    m->dgu = o1p_carve_take(&k, o1p_carve_mul(&k, N, 2 * F));
+    m->dact = o1p_carve_take(&k, o1p_carve_mul(&k, N, F));
+    m->glogp = o1p_carve_take(&k, N);
+    return o1p_carve_total(&k);
 }
 
 static layer_acts layer_acts_of(const model_config *c, o1p_int N, const arena_map *m, o1p_int l) {

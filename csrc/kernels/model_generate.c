@@ -130,29 +130,19 @@ static void gen_free(gen_state *g) {
 static o1p_int gen_carve(const model_config *c, o1p_int B, o1p_int rows, o1p_int Tcap, o1p_int nt,
                          float *base, gen_state *g) {
     o1p_int d = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
-    o1p_int off = 0;
-    int ovf = 0;
-#define O1P_MUL(a, b) o1p_size_mul((a), (b), &ovf)
-#define O1P_TAKE(ptr, n)                          \
-    do {                                          \
-        o1p_int n_ = (n);                         \
-        (ptr) = base && !ovf ? base + off : NULL; \
-        off = o1p_size_add(off, n_, &ovf);        \
-    } while (0)
-    O1P_TAKE(g->x, O1P_MUL(rows, d));
-    O1P_TAKE(g->xn, O1P_MUL(rows, d));
-    O1P_TAKE(g->qkv, O1P_MUL(rows, 3 * d));
-    O1P_TAKE(g->att, O1P_MUL(rows, d));
-    O1P_TAKE(g->gu, O1P_MUL(rows, 2 * F));
-    O1P_TAKE(g->act, O1P_MUL(rows, F));
-    O1P_TAKE(g->logits, O1P_MUL(B, V));
-    O1P_TAKE(g->kc, O1P_MUL(O1P_MUL(O1P_MUL(L, B), Tcap), d));
-    O1P_TAKE(g->vc, O1P_MUL(O1P_MUL(O1P_MUL(L, B), Tcap), d));
-    O1P_TAKE(g->S, O1P_MUL(O1P_MUL(nt, O1P_ATTN_QBLOCK), Tcap));
-    O1P_TAKE(g->probs, O1P_MUL(nt, V));
-#undef O1P_TAKE
-#undef O1P_MUL
-    return ovf ? -1 : off;
+    o1p_carve k = {base, 0, 0};
+    g->x = o1p_carve_take(&k, o1p_carve_mul(&k, rows, d));
+    g->xn = o1p_carve_take(&k, o1p_carve_mul(&k, rows, d));
+    g->qkv = o1p_carve_take(&k, o1p_carve_mul(&k, rows, 3 * d));
+    g->att = o1p_carve_take(&k, o1p_carve_mul(&k, rows, d));
+    g->gu = o1p_carve_take(&k, o1p_carve_mul(&k, rows, 2 * F));
+    g->act = o1p_carve_take(&k, o1p_carve_mul(&k, rows, F));
+    g->logits = o1p_carve_take(&k, o1p_carve_mul(&k, B, V));
+    g->kc = o1p_carve_take(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, L, B), Tcap), d));
+    g->vc = o1p_carve_take(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, L, B), Tcap), d));
+    g->S = o1p_carve_take(&k, o1p_carve_mul(&k, o1p_carve_mul(&k, nt, O1P_ATTN_QBLOCK), Tcap));
+    g->probs = o1p_carve_take(&k, o1p_carve_mul(&k, nt, V));
+    return o1p_carve_total(&k);
 }
 
 o1p_int model_generate_work_floats(const model_config *c, o1p_int B, o1p_int n_prompt_tokens,

@@ -8,15 +8,12 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "lanes.h"
 #include "vmath.h"
 
-/* Sums over a row run in CHUNK independent double accumulators, one per
- * position inside a chunk of CHUNK tokens: acc[j] += v[t0 + j]. That loop is
- * element-wise, so every target clone vectorises it at its own width without
- * reassociating any sum (strict IEEE forbids vectorising a plain serial
- * reduction), and the order of additions is fixed by the code, independent of
- * the thread count and of the vector width. */
-#define CHUNK 64
+/* Sums over a row run in O1P_LANES_F64 independent double accumulators
+ * (lanes.h), one per position inside a chunk of that many tokens:
+ * acc[j] += v[t0 + j], the last chunk of a row in lanes 0..r-1. */
 /* Tokens worth one thread (a token costs ~1 ns). */
 #define MIN_WORK_PER_THREAD 16384
 
@@ -36,17 +33,15 @@ static int64_t count_valid(o1p_int T, const uint8_t *m) {
  * selected away (not multiplied by 0), so NaN there does not leak in. */
 O1P_TARGET_CLONES
 static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *O1P_RESTRICT m) {
-    double acc[CHUNK] = {0};
-    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
-        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+    double acc[O1P_LANES_F64] = {0};
+    for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+        int n = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
         for (int j = 0; j < n; j++) {
             float v = x[t0 + j]; /* loaded unconditionally, then selected */
             acc[j] += (double)(m[t0 + j] ? v : 0.0f);
         }
     }
-    double s = 0.0;
-    for (int j = 0; j < CHUNK; j++) s += acc[j];
-    return s;
+    return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
 }
 
 /* out[t] = mask ? v : 0 */
@@ -133,16 +128,16 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
                                const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
                                float nA, float snA, float p3, float lo, float hi, float c,
                                const int mode, float *O1P_RESTRICT g, row_stats *st) {
-    double accl[CHUNK] = {0}, acck[CHUNK] = {0}, accr[CHUNK] = {0};
-    float mn[CHUNK], mx[CHUNK];
-    int32_t ncl[CHUNK] = {0}, ndu[CHUNK] = {0}, nbad[CHUNK] = {0};
-    for (int j = 0; j < CHUNK; j++) {
+    double accl[O1P_LANES_F64] = {0}, acck[O1P_LANES_F64] = {0}, accr[O1P_LANES_F64] = {0};
+    float mn[O1P_LANES_F64], mx[O1P_LANES_F64];
+    int32_t ncl[O1P_LANES_F64] = {0}, ndu[O1P_LANES_F64] = {0}, nbad[O1P_LANES_F64] = {0};
+    for (int j = 0; j < O1P_LANES_F64; j++) {
         mn[j] = INFINITY;
         mx[j] = -INFINITY;
     }
     int64_t ncl_row = 0, ndu_row = 0, nbad_row = 0;
-    for (o1p_int t0 = 0; t0 < T; t0 += CHUNK) {
-        int n = (int)O1P_MIN((o1p_int)CHUNK, T - t0);
+    for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+        int n = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
         /* branch-free body (& not &&, selects not ifs) so that it vectorises */
         for (int j = 0; j < n; j++) {
             o1p_int t = t0 + j;
@@ -184,8 +179,8 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
             nbad[j] += valid & !((fabsf(lpv) <= FLT_MAX) & (fabsf(refv) <= FLT_MAX));
         }
         /* int32 lane counters: fold into int64 before they could overflow */
-        if ((t0 / CHUNK) % (1 << 20) == (1 << 20) - 1) {
-            for (int j = 0; j < CHUNK; j++) {
+        if ((t0 / O1P_LANES_F64) % (1 << 20) == (1 << 20) - 1) {
+            for (int j = 0; j < O1P_LANES_F64; j++) {
                 ncl_row += ncl[j];
                 ndu_row += ndu[j];
                 nbad_row += nbad[j];
@@ -193,21 +188,17 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
             }
         }
     }
-    double sl = 0, sk = 0, sr = 0;
     float lo_r = INFINITY, hi_r = -INFINITY;
-    for (int j = 0; j < CHUNK; j++) {
-        sl += accl[j];
-        sk += acck[j];
-        sr += accr[j];
+    for (int j = 0; j < O1P_LANES_F64; j++) {
         lo_r = mn[j] < lo_r ? mn[j] : lo_r;
         hi_r = mx[j] > hi_r ? mx[j] : hi_r;
         ncl_row += ncl[j];
         ndu_row += ndu[j];
         nbad_row += nbad[j];
     }
-    st->loss = sl;
-    st->kl = sk;
-    st->rsum = sr;
+    st->loss = o1p_lanes_sum_f64(accl, O1P_LANES_F64);
+    st->kl = o1p_lanes_sum_f64(acck, O1P_LANES_F64);
+    st->rsum = o1p_lanes_sum_f64(accr, O1P_LANES_F64);
     st->rmin = lo_r;
     st->rmax = hi_r;
     st->nclip = ncl_row;

@@ -13,7 +13,7 @@ import numpy as np
 from . import io as _io
 from .io import JSONLError, PathLike
 
-__all__ = ["as_problems", "problems_digest", "problem_key", "field_of", "FileLoc", "record_loc"]
+__all__ = ["as_problems", "problems_digest", "problem_key", "group_ids", "field_of", "FileLoc", "record_loc"]
 
 
 # Field names accepted for a problem's text, gold answer, id and difficulty.
@@ -121,7 +121,26 @@ def problems_digest(problems: Sequence[Mapping[str, Any]]) -> str:
 
 
 def problem_key(pid):
-    return tuple(pid) if isinstance(pid, list) else pid
+    """A hashable key of a problem id as records carry it (a JSON list
+    becomes a tuple, a JSON object a sorted tuple of items)."""
+    if isinstance(pid, (list, tuple)):
+        return tuple(problem_key(x) for x in pid)
+    if isinstance(pid, dict):
+        return tuple(sorted((str(k), problem_key(v)) for k, v in pid.items()))
+    return pid
+
+
+def group_ids(keys: Any) -> np.ndarray:
+    """Dense int64 group ids 0..G-1, numbered in order of first appearance:
+    of an integer array (e.g. a dataset's ``group`` column), or of problem
+    ids (compared through :func:`problem_key`)."""
+    if isinstance(keys, np.ndarray) and keys.dtype.kind in "iu":
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(len(uniq), dtype=np.int64)
+        return rank[inverse.reshape(-1)]
+    ids: Dict[Any, int] = {}
+    return np.array([ids.setdefault(problem_key(k), len(ids)) for k in keys], dtype=np.int64)
 
 
 class FileLoc(str):

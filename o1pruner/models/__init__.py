@@ -4,8 +4,8 @@
   the Hugging Face Qwen2 family (log-probs, training, sampling, checkpoints).
 - :func:`next_token_targets`: language-modelling targets of a padded batch.
 - :func:`load_reference`: the reference model shipped with the package (SFT
-  on the built-in arithmetic task; ``python -m o1pruner.models.train_reference``
-  reproduces it, ``python -m o1pruner.models.reference_report`` measures it).
+  on the built-in arithmetic task; ``python -m dev.train_reference``
+  reproduces it, ``python -m dev.reference_report`` measures it).
 """
 
 from .tinylm import Generation, TinyLM, TinyLMConfig, next_token_targets

@@ -11,239 +11,18 @@ that ``transformers.Qwen2ForCausalLM.from_pretrained`` loads as is.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._loader import _core
-from ._safetensors import (atomic_write_bytes, read_safetensors, read_safetensors_header, to_bfloat16_bits,
-                           write_safetensors)
+from .batch import ArrayLike, as_array as _asarray, int_array as _int_array, next_token_targets
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import TinyLMConfig
+from .generation import Generation, encode_prompts, fill_token_id, stop_token_ids
 
 __all__ = ["TinyLMConfig", "TinyLM", "Generation", "next_token_targets"]
-
-ArrayLike = Union[np.ndarray, Sequence[Sequence[int]]]
-
-
-@dataclass
-class TinyLMConfig:
-    """Hyper-parameters of :class:`TinyLM`, named as in ``transformers.Qwen2Config``.
-
-    Parameters
-    ----------
-    vocab_size : int
-        Number of token ids (V).
-    hidden_size : int
-        Model width d; a multiple of ``num_attention_heads`` with an even head size.
-    intermediate_size : int
-        Width of the SwiGLU MLP.
-    num_hidden_layers : int
-        Decoder layers.
-    num_attention_heads : int
-        Attention heads (as many key/value heads: no grouped-query attention).
-    max_position_embeddings : int
-        Context length: the longest sequence (prompt plus generated tokens).
-    rms_norm_eps : float
-        Epsilon of every RMSNorm.
-    rope_theta : float
-        Base of the rotary embedding frequencies.
-    initializer_range : float
-        Standard deviation of the normal initialisation of weight matrices and
-        the embedding (biases start at 0, norm weights at 1), as Hugging Face.
-    bos_token_id, eos_token_id, pad_token_id : int or None
-        Special token ids of the tokenizer the model is trained with; recorded
-        in ``config.json``. ``eos_token_id`` is the default stop token of
-        :meth:`TinyLM.generate` when no tokenizer is given.
-    tie_word_embeddings : bool
-        Always True: the LM head is the embedding matrix.
-    """
-
-    vocab_size: int = 64
-    hidden_size: int = 256
-    intermediate_size: int = 688
-    num_hidden_layers: int = 4
-    num_attention_heads: int = 4
-    max_position_embeddings: int = 512
-    rms_norm_eps: float = 1e-6
-    rope_theta: float = 10000.0
-    initializer_range: float = 0.02
-    bos_token_id: Optional[int] = None
-    eos_token_id: Optional[int] = None
-    pad_token_id: Optional[int] = None
-    tie_word_embeddings: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                     "num_attention_heads", "max_position_embeddings"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name}: expected an int, got {type(v).__name__}")
-            if v < 1:
-                raise ValueError(f"{name}: must be >= 1, got {v}")
-            setattr(self, name, int(v))
-        if self.hidden_size % self.num_attention_heads or (self.hidden_size // self.num_attention_heads) % 2:
-            raise ValueError(
-                f"hidden_size: {self.hidden_size} must be a multiple of num_attention_heads "
-                f"({self.num_attention_heads}) with an even head size (rotary pairs)")
-        for name in ("rms_norm_eps", "rope_theta", "initializer_range"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
-                raise TypeError(f"{name}: expected a float, got {type(v).__name__}")
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}: must be a positive finite number, got {v}")
-            setattr(self, name, float(v))
-        for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
-            v = getattr(self, name)
-            if v is not None:
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                    raise TypeError(f"{name}: expected an int or None, got {type(v).__name__}")
-                if not 0 <= v < self.vocab_size:
-                    raise ValueError(f"{name}: {v} is outside [0, vocab_size={self.vocab_size})")
-                setattr(self, name, int(v))
-        if self.tie_word_embeddings is not True:
-            raise ValueError("tie_word_embeddings: TinyLM always ties the LM head to the embedding")
-
-    @property
-    def head_dim(self) -> int:
-        """Width of one attention head, hidden_size / num_attention_heads."""
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def num_key_value_heads(self) -> int:
-        """Equal to num_attention_heads (no grouped-query attention)."""
-        return self.num_attention_heads
-
-    def _c_tuple(self) -> tuple:
-        return (self.vocab_size, self.hidden_size, self.intermediate_size, self.num_hidden_layers,
-                self.num_attention_heads, self.max_position_embeddings, self.rms_norm_eps,
-                self.rope_theta)
-
-    def to_dict(self) -> Dict[str, Any]:
-        """A ``config.json`` dict readable by ``transformers.Qwen2Config``."""
-        d = dataclasses.asdict(self)
-        d.update(
-            architectures=["Qwen2ForCausalLM"],
-            model_type="qwen2",
-            num_key_value_heads=self.num_attention_heads,
-            head_dim=self.head_dim,
-            hidden_act="silu",
-            attention_dropout=0.0,
-            attention_bias=True,
-            use_sliding_window=False,
-            sliding_window=None,
-            max_window_layers=self.num_hidden_layers,
-            rope_scaling=None,
-            use_cache=True,
-            torch_dtype="float32",
-        )
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TinyLMConfig":
-        """Build from a dict such as a Qwen2 ``config.json``; unsupported
-        variants (grouped-query attention, untied head, sliding window, other
-        activations or rope scalings) raise ValueError."""
-        d = dict(d)
-        if "rope_theta" not in d and isinstance(d.get("rope_parameters"), dict):
-            d["rope_theta"] = d["rope_parameters"].get("rope_theta", 10000.0)
-        heads = d.get("num_attention_heads")
-        checks = [
-            ("num_key_value_heads", d.get("num_key_value_heads", heads) == heads,
-             "grouped-query attention is not supported (num_key_value_heads must equal num_attention_heads)"),
-            ("tie_word_embeddings", d.get("tie_word_embeddings", True) is True, "the LM head must be tied"),
-            ("hidden_act", d.get("hidden_act", "silu") == "silu", "only silu is supported"),
-            ("use_sliding_window", not d.get("use_sliding_window", False), "sliding-window attention is not supported"),
-            ("rope_scaling", not d.get("rope_scaling"), "rope scaling is not supported"),
-        ]
-        if heads and d.get("hidden_size") and d.get("head_dim") not in (None, d["hidden_size"] // heads):
-            checks.append(("head_dim", False, "head_dim must equal hidden_size / num_attention_heads"))
-        for name, ok, why in checks:
-            if not ok:
-                raise ValueError(f"config: {name}={d.get(name)!r}: {why}")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in d.items() if k in fields}
-        eos = kwargs.get("eos_token_id")
-        if isinstance(eos, (list, tuple)):  # HF allows a list; keep the first
-            kwargs["eos_token_id"] = eos[0] if eos else None
-        return cls(**kwargs)
-
-
-class Generation(NamedTuple):
-    """Result of :meth:`TinyLM.generate`.
-
-    Attributes
-    ----------
-    tokens : ndarray of int64, shape (B, max_new_tokens)
-        Generated ids; entries past ``lengths[b]`` hold the fill value.
-    lengths : ndarray of int64, shape (B,)
-        Generated tokens per prompt, counting the stop token when one was emitted.
-    stopped : ndarray of bool, shape (B,)
-        True when the sequence ended with a stop token (False: hit max_new_tokens).
-    texts : list of str or None
-        Decoded completions (stop token excluded) when a tokenizer was given.
-    """
-
-    tokens: np.ndarray
-    lengths: np.ndarray
-    stopped: np.ndarray
-    texts: Optional[List[str]]
-
-    def sequences(self) -> List[np.ndarray]:
-        """The generated ids of each prompt, trimmed to its length."""
-        return [self.tokens[b, : self.lengths[b]] for b in range(len(self.lengths))]
-
-
-def next_token_targets(input_ids: ArrayLike, attention_mask: Optional[ArrayLike] = None,
-                       prompt_lengths: Optional[Sequence[int]] = None,
-                       ignore_index: int = -100) -> np.ndarray:
-    """Targets for language modelling: position t predicts token t+1.
-
-    Parameters
-    ----------
-    input_ids : array of int, shape (B, T)
-        Right-padded token ids.
-    attention_mask : array of 0/1, shape (B, T), optional
-        1 on real tokens (default: all real).
-    prompt_lengths : sequence of int, shape (B,), optional
-        Tokens of each row that belong to the prompt: positions predicting a
-        prompt token get ``ignore_index``, so only the completion is scored.
-    ignore_index : int
-        Value of positions without a target.
-
-    Returns
-    -------
-    ndarray of int64, shape (B, T)
-        ``targets[b, t] = input_ids[b, t+1]`` where t+1 is a real token (and
-        not part of the prompt), else ``ignore_index``.
-    """
-    ids = _asarray(input_ids, "input_ids")
-    if ids.ndim != 2 or ids.dtype.kind not in "iu":
-        raise ValueError("input_ids: expected a 2-D integer array")
-    ignore_index = _int_scalar(ignore_index, "ignore_index")
-    B, T = ids.shape
-    if attention_mask is None:
-        lengths = np.full(B, T)
-    else:
-        mask = _asarray(attention_mask, "attention_mask")
-        if mask.shape != ids.shape:
-            raise ValueError(f"attention_mask: shape {mask.shape} does not match input_ids shape {ids.shape}")
-        lengths = (mask != 0).sum(1)
-    targets = np.full((B, T), ignore_index, dtype=np.int64)
-    if T > 1:
-        targets[:, :-1] = ids[:, 1:]
-    t = np.arange(T)[None, :]
-    keep = t + 1 < lengths[:, None]
-    if prompt_lengths is not None:
-        p = np.asarray(prompt_lengths, dtype=np.int64)
-        if p.shape != (B,):
-            raise ValueError(f"prompt_lengths: expected shape ({B},), got {p.shape}")
-        keep &= t + 1 >= p[:, None]
-    targets[~keep] = ignore_index
-    return targets
 
 
 class TinyLM:
@@ -694,45 +473,9 @@ class TinyLM:
         TypeError
             String prompts without a tokenizer, non-integer ids.
         """
-        if isinstance(prompts, np.ndarray) and prompts.ndim == 2:  # equal-length prompts
-            prompts = list(prompts)
-        if isinstance(prompts, (str, bytes)) or not isinstance(prompts, (list, tuple)):
-            raise TypeError(f"prompts: expected a list of prompts, got {type(prompts).__name__}"
-                            + ("; wrap a single prompt in a list" if isinstance(prompts, str) else ""))
-        if len(prompts) == 0:
-            raise ValueError("prompts: must not be empty")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
-        encoded = []
-        for i, p in enumerate(prompts):
-            if isinstance(p, str):
-                if tokenizer is None:
-                    raise TypeError(f"prompts: prompt {i} is a string; pass a tokenizer to encode it")
-                p = tokenizer.encode(p)
-            a = _asarray(p, f"prompts: prompt {i}")
-            if a.size == 0:
-                raise ValueError(f"prompts: prompt {i} is empty (every prompt needs >= 1 token)")
-            if a.ndim != 1 or a.dtype.kind not in "iu":
-                raise TypeError(f"prompts: prompt {i} must be a 1-D sequence of int token ids, got dtype {a.dtype}")
-            encoded.append(a.astype(np.int64))
-        if stop_token_id is None:
-            eos = getattr(tokenizer, "eos_token_id", None) if tokenizer is not None else self.config.eos_token_id
-            stop = [] if eos is None else [eos]
-        elif isinstance(stop_token_id, (int, np.integer)) and not isinstance(stop_token_id, bool):
-            stop = [int(stop_token_id)]
-        elif isinstance(stop_token_id, (str, bytes)) or not hasattr(stop_token_id, "__iter__"):
-            raise TypeError(f"stop_token_id: expected an int, a sequence of ints or None, "
-                            f"got {type(stop_token_id).__name__}")
-        else:
-            stop = list(stop_token_id)
-            for t in stop:
-                if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
-                    raise TypeError(f"stop_token_id: every entry must be an int token id, got {t!r}")
-        stop_arr = np.asarray(stop, dtype=np.int64) if len(stop) else None
-        if pad_token_id is None:
-            pad_token_id = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
-            if pad_token_id is None:
-                pad_token_id = -1
+        encoded = encode_prompts(prompts, tokenizer, batch_size)
+        stop_arr = stop_token_ids(stop_token_id, tokenizer, self.config.eos_token_id)
+        pad_token_id = fill_token_id(pad_token_id, tokenizer)
         outs = []
         for s in range(0, len(encoded), batch_size):
             chunk = encoded[s: s + batch_size]
@@ -743,14 +486,7 @@ class TinyLM:
             outs.append(_core.model_generate(self._cfg, self._params, np.concatenate(chunk), offsets,
                                              max_new_tokens, temperature, top_p, stop_arr, seed, s,
                                              pad_token_id, work))
-        tokens = np.concatenate([o[0] for o in outs])
-        lengths = np.concatenate([o[1] for o in outs])
-        stopped = np.concatenate([o[2] for o in outs])
-        texts = None
-        if tokenizer is not None:
-            texts = [tokenizer.decode(tokens[b, : lengths[b] - int(stopped[b])].tolist())
-                     for b in range(len(lengths))]
-        return Generation(tokens, lengths, stopped, texts)
+        return Generation.concatenate(outs, tokenizer)
 
     def _generate_workspace(self, n_prompts, n_tokens, max_prompt, max_new_tokens):
         """The reused float workspace of generate (KV cache and activations),
@@ -794,53 +530,17 @@ class TinyLM:
             (values are rounded to nearest; :meth:`load` widens them back to
             float32, so the loaded model is the rounded one).
         """
-        if dtype not in ("float32", "float16", "bfloat16"):
-            raise ValueError(f"dtype: must be 'float32', 'float16' or 'bfloat16', got {dtype!r}")
-        path = os.fspath(path)
-        os.makedirs(path, exist_ok=True)
-        cfg = self.config.to_dict()
-        cfg["torch_dtype"] = dtype
-        atomic_write_bytes(os.path.join(path, "config.json"),
-                           (json.dumps(cfg, indent=2, sort_keys=True) + "\n").encode())
-        if dtype == "float32":
-            tensors: Dict[str, Any] = dict(self._views)
-        elif dtype == "float16":
-            tensors = {k: v.astype(np.float16) for k, v in self._views.items()}
-        else:
-            tensors = {k: ("BF16", to_bfloat16_bits(v)) for k, v in self._views.items()}
-        write_safetensors(os.path.join(path, "model.safetensors"), tensors,
-                          {"format": "pt", "producer": "o1pruner.models.TinyLM"})
-        opt_path = os.path.join(path, "optimizer.safetensors")
-        if optimizer:
-            write_safetensors(opt_path, {"exp_avg": self._exp_avg, "exp_avg_sq": self._exp_avg_sq},
-                              {"format": "o1pruner-adamw", "step": str(self.step_count),
-                               "layout": "flat parameter buffer of o1pruner.models.TinyLM"})
-        elif os.path.exists(opt_path):
-            os.unlink(opt_path)  # a stale optimizer state would not match these parameters
+        save_checkpoint(path, self.config, self._views, self.optimizer_state() if optimizer else None, dtype)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, optimizer: bool = True) -> "TinyLM":
         """Load a model saved by :meth:`save` (or a float Qwen2 checkpoint of
         a supported shape: ``config.json`` + ``model.safetensors``)."""
-        path = os.fspath(path)
-        with open(os.path.join(path, "config.json")) as f:
-            config = TinyLMConfig.from_dict(json.load(f))
-        weights = os.path.join(path, "model.safetensors")
-        # config.json is checked against the weights' header before anything
-        # of the config's size is allocated (a wrong num_hidden_layers would
-        # otherwise allocate, and initialise, a model the file cannot fill)
-        _check_weights_header(config, weights)
+        config, tensors, state = read_checkpoint(path, optimizer)
         model = cls(config, seed=None)
-        tensors, _ = read_safetensors(weights)
         model.load_state_dict(tensors)  # checks the dtype before converting to float32
-        opt_path = os.path.join(path, "optimizer.safetensors")
-        if optimizer and os.path.exists(opt_path):
-            state, meta = read_safetensors(opt_path)
-            for key, buf in (("exp_avg", model._exp_avg), ("exp_avg_sq", model._exp_avg_sq)):
-                if key not in state or state[key].shape != buf.shape:
-                    raise ValueError(f"{opt_path}: {key} missing or of the wrong size")
-                buf[...] = state[key]
-            model.step_count = int(meta.get("step", "0"))
+        if state is not None:
+            model.load_optimizer_state(state)
         return model
 
     def __repr__(self) -> str:
@@ -848,66 +548,3 @@ class TinyLM:
         return (f"TinyLM(vocab={c.vocab_size}, d={c.hidden_size}, layers={c.num_hidden_layers}, "
                 f"heads={c.num_attention_heads}, ff={c.intermediate_size}, "
                 f"context={c.max_position_embeddings}, params={self.num_parameters:,})")
-
-
-_FLOAT_CODES = ("F32", "F16", "BF16", "F64")
-
-
-def _check_weights_header(config: "TinyLMConfig", path: str) -> None:
-    """ValueError / TypeError unless the safetensors header at `path` holds
-    exactly the tensors of `config` (names, shapes; an optional tied
-    ``lm_head.weight``), all floating point. Reads only the header."""
-    header, _ = read_safetensors_header(path)
-    layers = set()
-    for name in header:
-        parts = name.split(".")
-        if len(parts) > 3 and parts[:2] == ["model", "layers"] and parts[2].isdigit():
-            layers.add(int(parts[2]))
-    L = int(config.num_hidden_layers)
-    if len(layers) != L or layers != set(range(L)):
-        held = f"layers {min(layers)}..{max(layers)} ({len(layers)} in all)" if layers else "no layers"
-        raise ValueError(f"{path}: config.json says num_hidden_layers = {L}, but the weights hold {held}")
-    # the layout is now bounded by what the file itself lists
-    want = {name: tuple(shape) for name, _, shape in _core.model_layout(config._c_tuple())}
-    emb = want["model.embed_tokens.weight"]
-    if "lm_head.weight" in header:
-        want["lm_head.weight"] = emb
-    missing = sorted(set(want) - set(header))
-    unknown = sorted(set(header) - set(want))
-    if missing or unknown:
-        raise ValueError(f"{path}: does not match config.json: unknown names {unknown[:5]}, "
-                         f"missing names {missing[:5]}")
-    for name, shape in want.items():
-        code, got = header[name]
-        if tuple(got) != shape:
-            raise ValueError(f"{path}: {name} has shape {tuple(got)}, but config.json implies {shape}")
-        if code not in _FLOAT_CODES:
-            raise TypeError(f"{path}: {name} has dtype {code}, expected a floating-point tensor "
-                            f"({', '.join(_FLOAT_CODES)})")
-
-
-def _asarray(x: Any, name: str) -> np.ndarray:
-    """np.asarray whose failures (ragged nested lists, unconvertible objects)
-    raise a ValueError naming the argument."""
-    try:
-        return np.asarray(x)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{name}: cannot be read as an array ({e})") from None
-
-
-def _int_scalar(x: Any, name: str) -> int:
-    """An int in the int64 range (not bool), else a named error."""
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(x).__name__}")
-    if not -2**63 <= int(x) < 2**63:
-        raise ValueError(f"{name}: {x} is outside the int64 range")
-    return int(x)
-
-
-def _int_array(x: Any, name: str) -> np.ndarray:
-    """np.asarray for token-id arrays; non-integer dtypes raise a TypeError
-    naming the argument (empty inputs pass, the core reports them)."""
-    a = _asarray(x, name)
-    if a.dtype.kind not in "iu" and a.size > 0:
-        raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
-    return a

@@ -18,9 +18,8 @@ from ..data.dataset import WeightedDataset
 from ..data.io import PathLike
 from ..data.prompts import as_template
 from ..data.records import as_problems
-from ..data.tokenize import count_tokens
 from ..kernels.rewards import reference_stats
-from .generate import accepts_kwarg, as_generate, default_grader, grade_texts, lengths_and_correct, outputs_of
+from .generate import accepts_kwarg, as_generate, default_grader, generate_graded, lengths_and_correct
 from .metrics import aes
 from .presample import load_samples
 
@@ -416,20 +415,12 @@ def evaluate(
         bar = tqdm(total=len(probs), desc=f"evaluate {name}", unit="problem")
     for lo in range(0, len(probs), batch_size):
         chunk = prompts[lo:lo + batch_size]
-        t = time.perf_counter()
-        outs = outputs_of(gen(chunk, **gkw), len(chunk))
-        gen_seconds += time.perf_counter() - t
-        texts = [o[0] for o in outs]
-        if tokenizer is not None:
-            lengths = count_tokens(tokenizer, texts, where="outputs")
-        else:
-            if any(ids is None for _, ids in outs):
-                raise ValueError("tokenizer: required, because generate returned texts without token_ids")
-            lengths = np.array([len(ids) for _, ids in outs], dtype=np.int64)
-            if np.any(lengths == 0):
-                i = int(np.argmin(lengths))
-                raise ValueError(f"token_ids: generate returned no tokens for problem {probs[lo + i]['problem_id']!r}; a length must be >= 1")
-        correct = grade_texts(grade_fn, texts, [probs[lo + i]["ground_truth_answer"] for i in range(len(texts))], "outputs")
+        owners = probs[lo:lo + batch_size]
+        g = generate_graded(gen, chunk, [p["ground_truth_answer"] for p in owners],
+                            [f"problem {p['problem_id']!r}" for p in owners], tokenizer=tokenizer,
+                            grader=grade_fn, generate_kwargs=gkw, where="outputs")
+        gen_seconds += g.seconds
+        texts, lengths, correct = g.texts, g.lengths, g.correct
         for i, text in enumerate(texts):
             p = probs[lo + i]
             r = {"problem_id": p["problem_id"], "problem": p["problem"], "ground_truth_answer": p["ground_truth_answer"],

@@ -1,20 +1,22 @@
 """Generators and graders as the pipeline calls them: what a generator
 returned, as (text, token ids); the package's default graders; a grader's
 answer checked to be one boolean per text. Pre-sampling and evaluation share
-these (one generate -> grade path)."""
+these through :func:`generate_graded`, the one generate -> grade -> measure
+step of a batch of prompts."""
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+import time
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..data.tokenize import count_tokens
 
 __all__ = ["outputs_of", "accepts_kwarg", "as_generate", "default_grader", "default_answer_grader",
-           "default_extract", "grade_texts", "batch_seed", "lengths_and_correct"]
+           "default_extract", "grade_texts", "batch_seed", "lengths_and_correct", "Graded", "generate_graded"]
 
 
 def outputs_of(result: Any, n: int) -> List[Tuple[str, Optional[List[int]]]]:
@@ -158,3 +160,40 @@ def lengths_and_correct(
             raise ValueError(f"grade_from: must be 'solution' or 'answer', got {grade_from!r}")
         correct[need_grade] = grade_texts(fn, texts, [str(samples[i]["ground_truth_answer"]) for i in need_grade], where)
     return lengths, correct
+
+
+class Graded(NamedTuple):
+    """What :func:`generate_graded` measured of a batch of prompts."""
+
+    texts: List[str]
+    token_ids: List[Optional[List[int]]]
+    lengths: np.ndarray  # tokens of each output
+    correct: np.ndarray  # bool
+    seconds: float  # wall time of the generator call
+
+
+def generate_graded(gen: Callable, prompts: Sequence[str], golds: Sequence[Any], labels: Sequence[str], *,
+                    tokenizer: Any, grader: Callable, generate_kwargs: Mapping[str, Any], where: str) -> Graded:
+    """Generate one output per prompt, count its tokens and grade it.
+
+    Lengths come from `tokenizer` when given, else from the token ids the
+    generator returned (then every output must have them, and >= 1).
+    `labels[i]` names output i in errors (e.g. ``"problem 'p3' sample 1"``);
+    `where` names the batch for the tokenizer's and the grader's errors."""
+    t = time.perf_counter()
+    outputs = outputs_of(gen(list(prompts), **generate_kwargs), len(prompts))
+    seconds = time.perf_counter() - t
+    texts = [text for text, _ in outputs]
+    ids = [i for _, i in outputs]
+    if tokenizer is not None:
+        lengths = count_tokens(tokenizer, texts, where=where)
+    else:
+        lengths = np.empty(len(outputs), dtype=np.int64)
+        for i, x in enumerate(ids):
+            if x is None:
+                raise ValueError("tokenizer: required, because generate returned texts without token_ids")
+            if len(x) == 0:
+                raise ValueError(f"token_ids: generate returned no tokens for {labels[i]}; a length must be >= 1")
+            lengths[i] = len(x)
+    correct = grade_texts(grader, texts, golds, where)
+    return Graded(texts, ids, lengths, correct, seconds)

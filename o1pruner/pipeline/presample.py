@@ -17,9 +17,10 @@ from .. import data as _io
 from ..data.io import FieldError, JSONLError, PathLike
 from ..data.prompts import as_template
 from ..data.records import as_problems, problems_digest
-from ..data.tokenize import count_tokens, ids_of
+from ..data.tokenize import ids_of
 from ..data.validators import check_sample
-from .generate import accepts_kwarg, as_generate, batch_seed, default_answer_grader, default_extract, default_grader, grade_texts, outputs_of
+from .generate import (accepts_kwarg, as_generate, batch_seed, default_answer_grader, default_extract, default_grader,
+                       generate_graded)
 
 __all__ = ["presample", "load_samples", "PRESAMPLE_FORMAT"]
 
@@ -159,26 +160,15 @@ def presample(
             kw = dict(gkw)
             if pass_seed:
                 kw["seed"] = batch_seed(seed, b)
-            outputs = outputs_of(gen(batch_prompts, **kw), len(batch_prompts))
-            texts = [t for t, _ in outputs]
-            if tokenizer is not None:
-                lengths = count_tokens(tokenizer, texts, where=f"outputs of batch {b}")
-            else:
-                lengths = np.empty(len(outputs), dtype=np.int64)
-                for i, (_, ids) in enumerate(outputs):
-                    if ids is None:
-                        raise ValueError("tokenizer: required, because generate returned texts without token_ids")
-                    if len(ids) == 0:
-                        raise ValueError(
-                            f"token_ids: generate returned no tokens for problem {probs[lo + i // k]['problem_id']!r} "
-                            f"sample {i % k}; a length must be >= 1"
-                        )
-                    lengths[i] = len(ids)
-            golds = [probs[lo + i // k]["ground_truth_answer"] for i in range(len(outputs))]
-            correct = grade_texts(grade_fn, texts, golds, "samples")
+            owners = [probs[lo + i // k] for i in range(len(batch_prompts))]
+            g = generate_graded(gen, batch_prompts, [p["ground_truth_answer"] for p in owners],
+                                [f"problem {p['problem_id']!r} sample {i % k}" for i, p in enumerate(owners)],
+                                tokenizer=tokenizer, grader=grade_fn, generate_kwargs=kw,
+                                where=f"outputs of batch {b}")
+            lengths, correct = g.lengths, g.correct
             recs = []
-            for i, (text, ids) in enumerate(outputs):
-                p = probs[lo + i // k]
+            for i, (text, ids) in enumerate(zip(g.texts, g.token_ids)):
+                p = owners[i]
                 rec = {
                     "problem_id": p["problem_id"],
                     "sample_index": i % k,

@@ -6,7 +6,6 @@ checkpoints (:mod:`.checkpoint`) and the run's log (:mod:`.log`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -18,7 +17,7 @@ import numpy as np
 from .. import data as _io
 from .._atomic import PathLike
 from ..data.dataset import WeightedDataset
-from ..data.records import FileLoc, record_loc
+from ..data.records import FileLoc, group_ids, record_loc
 from ..data.tokenize import EncodedSamples, SequenceFormat, encode_samples
 from ..data.validators import finite_column
 from ..kernels.objectives import PPOStats
@@ -209,9 +208,11 @@ class Trainer:
                           RuntimeWarning, stacklevel=2)
         n = len(self.data)
         # problems (for the per-problem dual estimator and group normalisation)
-        keys = [json.dumps(r.get("problem_id", i), sort_keys=True, default=str) for i, r in enumerate(recs)]
-        uniq = {k: j for j, k in enumerate(dict.fromkeys(keys))}
-        self._group = np.array([uniq[k] for k in keys], dtype=np.int64)
+        # (the dataset's group column, else the records' ids; numbered in order of first appearance)
+        if cols is not None and "group" in cols:
+            self._group = group_ids(cols["group"])
+        else:
+            self._group = group_ids([r.get("problem_id", i) for i, r in enumerate(recs)])
         self._columns = cols
         self._setup_weights(params)
         self.steps_per_epoch = -(-n // config.batch_size)
@@ -348,7 +349,7 @@ class Trainer:
         if spec.ratio == "sequence_mean":
             res = spec.loss(lp, ref["mean"][sub], self.weights[sub], valid, global_batch_size=B)
         else:
-            res = spec.loss(lp, reference_tokens(ref, sub, lp.shape[1], tg), self.weights[sub], valid,
+            res = spec.loss(lp, reference_tokens(ref, self.data, sub, lp.shape[1]), self.weights[sub], valid,
                             global_batch_size=B, batch_num_tokens=N, max_response_length=max_resp)
         return res.loss, res.grad, res.stats
 

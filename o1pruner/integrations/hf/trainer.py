@@ -23,7 +23,8 @@ __all__ = ["o1pruner_loss", "O1PrunerTrainer", "paper_training_arguments"]
 
 # ---- the public O1-Pruner loss in torch ------------------------------------------
 
-def o1pruner_loss(mean_logp, ref_mean_logp, weight, clip_eps: float = 0.2, objective: Optional[PPOConfig] = None):
+def o1pruner_loss(mean_logp, ref_mean_logp, weight, clip_eps: float = 0.2, objective: Optional[PPOConfig] = None,
+                  global_batch_size: Optional[int] = None):
     """The O1-Pruner loss (method.md step 3) of per-sequence mean log-probs,
     differentiable: the torch twin of :func:`o1pruner.ppo_clip_loss`
     (``o1pruner.kernels.torch.ppo_clip_loss``) with
@@ -43,6 +44,9 @@ def o1pruner_loss(mean_logp, ref_mean_logp, weight, clip_eps: float = 0.2, objec
     objective : PPOConfig, optional
         The objective spec (clip bounds, dual clip, clamp, aggregate "mean" or
         "sum"); its ratio must be "sequence_mean".
+    global_batch_size : int, optional
+        Sequences of the whole batch these B belong to: "mean" divides by it
+        instead of B (micro-batch losses then sum to the batch's).
 
     Returns
     -------
@@ -56,7 +60,7 @@ def o1pruner_loss(mean_logp, ref_mean_logp, weight, clip_eps: float = 0.2, objec
                          f"be 'sequence_mean', got {spec.ratio!r}")
     mask = torch.ones((mean_logp.shape[0], 1), dtype=torch.bool, device=mean_logp.device)
     loss, st = ppo_clip_loss(mean_logp[:, None], ref_mean_logp.detach(), weight.detach(), mask, **spec.kwargs(),
-                             return_stats=True)
+                             return_stats=True, global_batch_size=global_batch_size)
     return loss, {"ratio_mean": st.ratio_mean, "clip_fraction": st.clip_fraction}
 
 
@@ -108,11 +112,14 @@ class O1PrunerTrainer(transformers.Trainer):
 
     Notes
     -----
-    Each micro-batch's loss is its mean over sequences, divided by the number
-    of gradient-accumulation steps, and data-parallel ranks average their
-    gradients: with equal micro-batches the step uses the mean over the whole
-    effective batch, as the public code does. Logged per step: ``ratio_mean``
-    and ``clip_fraction``.
+    The loss of a micro-batch is normalised by the whole optimizer step's
+    sequence count (``global_batch_size`` of :class:`PPOConfig`'s aggregation,
+    as verl's ``agg_loss``): the Trainer counts the sequences of every
+    micro-batch of the step (and, with ``average_tokens_across_devices``, of
+    every data-parallel rank) before the first forward, so the summed
+    micro-batch losses and their gradients are those of the whole effective
+    batch however it is split (unequal micro-batches included), the mean of
+    the public code. Logged per step: ``ratio_mean`` and ``clip_fraction``.
     """
 
     def __init__(self, model=None, args=None, data_collator=None, train_dataset=None, eval_dataset=None,
@@ -152,11 +159,13 @@ class O1PrunerTrainer(transformers.Trainer):
             data_collator = O1PrunerCollator(pad_token_id(processing_class))
         super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
-        # our loss is a per-micro-batch mean: let the Trainer divide it by the
-        # accumulation steps (the model's own token-count scaling does not apply)
-        self.model_accepts_loss_kwargs = False
+        # compute_loss normalises by the step's sequence count (get_batch_samples)
+        # when the Trainer gives it, so the Trainer must not divide by the
+        # accumulation steps then; without it (transformers without
+        # get_batch_samples) the loss is the micro-batch mean and it divides
+        self.model_accepts_loss_kwargs = True
         if hasattr(self, "loss_is_scaled_for_ga"):
-            self.loss_is_scaled_for_ga = False
+            self.loss_is_scaled_for_ga = None
         self.label_names = []
         self._o1p_stats: Dict[str, List[float]] = {}
         self._o1p_reference_mode = False
@@ -190,11 +199,27 @@ class O1PrunerTrainer(transformers.Trainer):
             raise ValueError(f"ref_mean_logp: missing for records {bad[:5]}; call trainer.compute_reference() "
                              "first or precompute it with o1pruner.hf.response_logprobs")
         mean_lp, _ = self._mean_logp(model, inputs)
-        loss, stats = o1pruner_loss(mean_lp, ref, inputs["weight"], objective=self.objective)
+        loss, stats = o1pruner_loss(mean_lp, ref, inputs["weight"], objective=self.objective,
+                                    global_batch_size=None if num_items_in_batch is None else int(num_items_in_batch))
+        if num_items_in_batch is not None and self._o1p_across_devices():
+            loss = loss * self.accelerator.num_processes  # the ranks' gradients are averaged
         if model.training:
             for k, v in stats.items():
                 self._o1p_stats.setdefault(k, []).append(v)
         return (loss, {"mean_logp": mean_lp.detach()}) if return_outputs else loss
+
+    def _o1p_across_devices(self) -> bool:
+        return bool(getattr(self.args, "average_tokens_across_devices", False)) and self.args.world_size > 1
+
+    def get_batch_samples(self, epoch_iterator, num_batches, *args, **kwargs):
+        """The micro-batches of one optimizer step and their sequence count
+        (over every data-parallel rank with ``average_tokens_across_devices``):
+        the ``global_batch_size`` the loss of each micro-batch is divided by."""
+        batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, *args, **kwargs)
+        n = sum(int(b["weight"].shape[0]) for b in batch_samples)
+        if self._o1p_across_devices():
+            n = int(self.accelerator.gather(torch.tensor([n], device=self.args.device)).sum().item())
+        return batch_samples, (n or None)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)

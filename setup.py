@@ -92,7 +92,7 @@ def compiler_supports(flags, code="int main(void){return 0;}\n"):
 
 inc, libdirs, libs, blas_link, blas_macros, blas_desc = blas_config()
 
-cflags = ["-std=c99", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
+cflags = ["-std=c11", "-Wall", "-Wextra", "-Wno-missing-field-initializers",
           "-fno-trapping-math", "-fno-math-errno", "-fvisibility=hidden"]
 ldflags = list(blas_link)
 if DEBUG or SANITIZE:
@@ -135,8 +135,59 @@ ext = Extension(
 )
 
 
+def build_fingerprint():
+    """What the objects depend on besides the sources: the toggles and the
+    flags they give. setuptools reuses objects and the linked module of an
+    earlier build whose sources are not newer, whatever flags built them
+    (an ``O1P_NO_OPENMP=1 pip install .`` after a default install kept
+    OpenMP); a different fingerprint forces a full rebuild."""
+    return {
+        "toggles": {k: os.environ.get(k, "") for k in ("O1P_DEBUG", "O1P_SANITIZE", "O1P_NO_OPENMP", "O1P_NATIVE", "O1P_BLAS")},
+        "cflags": cflags,
+        "ldflags": ldflags,
+        "blas": blas_desc,
+        "python": sys.version,
+    }
+
+
+FINGERPRINT_FILE = "o1p_build_fingerprint.json"
+
+
+def fingerprint_changed(build_temp, fingerprint):
+    """True when `build_temp` holds no record of the flags that built it, or
+    one that differs from `fingerprint`."""
+    import json
+
+    path = os.path.join(build_temp, FINGERPRINT_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f) != fingerprint
+    except (OSError, ValueError):
+        return True
+
+
 class BuildExt(build_ext):
-    """Drop CPython's default -O2/-g so that our optimisation flags decide."""
+    """Drop CPython's default -O2/-g so that our optimisation flags decide,
+    and rebuild everything when the build toggles changed since the last
+    build in this build folder."""
+
+    def apply_fingerprint(self):
+        """Force a full rebuild when the recorded fingerprint differs (or is
+        missing); returns the fingerprint to record after the build."""
+        fp = build_fingerprint()
+        if fingerprint_changed(self.build_temp, fp):
+            self.force = True
+        return fp
+
+    def run(self):
+        import json
+
+        fp = self.apply_fingerprint()
+        super().run()
+        if not self.dry_run:
+            os.makedirs(self.build_temp, exist_ok=True)
+            with open(os.path.join(self.build_temp, FINGERPRINT_FILE), "w", encoding="utf-8") as f:
+                json.dump(fp, f)
 
     def build_extensions(self):
         strip = {"-O2", "-O1", "-Os", "-g"} if not (DEBUG or SANITIZE) else {"-O2", "-O3"}
@@ -147,4 +198,5 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
+if __name__ == "__main__":  # pip (setuptools.build_meta) and `python setup.py` both run it as __main__
+    setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})

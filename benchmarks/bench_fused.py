@@ -21,7 +21,7 @@ against the float64 reference (a subset of rows) and against PyTorch:
 Measurements of one group are interleaved (common.interleaved_medians), so
 the noise of the shared machine hits every side alike.
 
-    PYTHONPATH=.. python bench_fused.py [--smoke] [--repeat 3] [--threads 2]
+    python benchmarks/bench_fused.py [--smoke] [--repeat 3] [--threads 2]
 """
 
 from __future__ import annotations

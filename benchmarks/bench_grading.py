@@ -8,7 +8,7 @@ reformatted copy (should be equal) and a perturbed copy (should not), plus the
 model answers of MATH test. Without the data a small built-in set is used;
 without Math-Verify that peer is skipped.
 
-    cd benchmarks && PYTHONPATH=.. python bench_grading.py [--smoke]
+    python benchmarks/bench_grading.py [--smoke]
 """
 
 from __future__ import annotations

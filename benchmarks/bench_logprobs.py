@@ -1,9 +1,9 @@
 """token_logprobs forward and forward+backward against NumPy, PyTorch CPU and
 this machine's measured read bandwidth (issue 2, section 5).
 
-Run from benchmarks/ with PYTHONPATH pointing at the package:
-    python bench_logprobs.py            # N=2048, V=32000 and 151936, 2 threads
-    python bench_logprobs.py --smoke    # tiny sizes, checks the script runs
+Run against the installed package (from the repository root, no PYTHONPATH):
+    python benchmarks/bench_logprobs.py            # N=2048, V=32000 and 151936, 2 threads
+    python benchmarks/bench_logprobs.py --smoke    # tiny sizes, checks the script runs
 
 Correctness is checked first (float64 reference on a few rows, PyTorch on
 all of them). Then, per size, side by side in one run (medians):
@@ -119,6 +119,19 @@ def read_bandwidth(x, repeat):
 
 # ---- checks ----------------------------------------------------------------------
 
+def dlogits_bound(lse, g):
+    """Float32 rounding bound of |ours - torch| for d logits = g (softmax -
+    onehot), relative to the scale of the problem, not to one machine: both
+    round the exponent argument x - lse to float32, an absolute error up to
+    eps * |lse|, which moves each p = exp(x - lse) by p * eps * |lse|; the
+    sums over the vocabulary (in different orders and vector widths: AVX2,
+    AVX-512, torch's own kernels) add a few eps more. 32 eps * max|lse| *
+    max|g| covers both with margin (1.1e-5 was measured against a fixed
+    1e-5 on an AVX2 machine, issue 12)."""
+    eps = float(np.finfo(np.float32).eps)
+    return 32 * eps * max(1.0, float(np.max(np.abs(lse)))) * max(1e-30, float(np.max(np.abs(g))))
+
+
 def check(x, t, g, rows=4):
     """Our results against the float64 reference (a few rows) and torch (all)."""
     out, d = ours_forward_backward(x, t, g)
@@ -138,7 +151,8 @@ def check(x, t, g, rows=4):
         tlp, tgrad = torch_forward_backward(torch.from_numpy(x), torch.from_numpy(t), torch.from_numpy(g))
         err["logp_vs_torch"] = float(np.max(np.abs(tlp.numpy() - out.logp)))
         err["dlogits_vs_torch"] = float(np.max(np.abs(tgrad.numpy() - d)))
-        assert err["logp_vs_torch"] < 1e-3 and err["dlogits_vs_torch"] < 1e-5, err
+        err["dlogits_vs_torch_bound"] = dlogits_bound(out.lse, g)
+        assert err["logp_vs_torch"] < 1e-3 and err["dlogits_vs_torch"] < err["dlogits_vs_torch_bound"], err
     return err
 
 

@@ -3,8 +3,8 @@ in PyTorch CPU: training tokens/s (forward + backward + AdamW) and batched
 greedy generation tokens/s (both with a KV cache), same weights, same
 threads, one run. Log-probs and greedy tokens are checked to agree first.
 
-    PYTHONPATH=.. python bench_model.py            # full sizes
-    PYTHONPATH=.. python bench_model.py --smoke    # seconds
+    python benchmarks/bench_model.py            # full sizes
+    python benchmarks/bench_model.py --smoke    # seconds
 
 Workloads: "full" batches have every row of length T (no padding, the
 compute-bound case); "padded" batches have lengths drawn uniformly in

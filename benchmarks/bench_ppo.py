@@ -4,7 +4,7 @@ O1-Pruner loss (sequence-mean ratio, with the reference's per-token log-probs
 or its per-sequence means computed ahead), TRL's GRPO loss and verl's policy
 loss (token ratio). Results are checked against PyTorch before anything is timed.
 
-    cd benchmarks && PYTHONPATH=.. python bench_ppo.py [--smoke] [--threads N]
+    python benchmarks/bench_ppo.py [--smoke] [--threads N]
 """
 
 from __future__ import annotations

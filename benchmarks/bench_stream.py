@@ -7,7 +7,7 @@ problem, a chain of thought ending in \\boxed{answer}); lengths are given,
 correctness is graded by the package grader (o1pruner.grading) when it is in
 the build, else taken from the file (the table says which).
 
-    cd benchmarks && PYTHONPATH=.. python bench_stream.py [--smoke]
+    python benchmarks/bench_stream.py [--smoke]
 """
 
 from __future__ import annotations

@@ -24,6 +24,29 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
+def _check_import() -> None:
+    """The benchmarks run the installed package: ``python benchmarks/X.py``
+    from anywhere (the script's folder, not the source tree, is first on
+    sys.path). A source tree put first (``PYTHONPATH=..``) has no built C
+    core after a non-editable ``pip install .``: say so instead of failing
+    with "cannot import name '_core'"."""
+    try:
+        import o1pruner  # noqa: F401
+    except ImportError as e:
+        if "_core" not in str(e):
+            raise
+        import importlib.util
+
+        spec = importlib.util.find_spec("o1pruner")
+        where = os.path.dirname(spec.origin) if spec and spec.origin else "?"
+        sys.exit(f"benchmarks: the o1pruner imported from {where} has no built C core ({e}). Run the benchmarks "
+                 "against the installed package, without PYTHONPATH: python benchmarks/bench_model.py (or build in "
+                 "place: python setup.py build_ext --inplace)")
+
+
+_check_import()
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat: checks the script runs")

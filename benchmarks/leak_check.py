@@ -2,8 +2,8 @@
 entry point (half of them raising ValueError/TypeError), RSS, Python's
 allocated blocks and the inputs' reference counts before and after.
 
-    cd benchmarks && PYTHONPATH=.. python leak_check.py            # 10^5 each
-    cd benchmarks && PYTHONPATH=.. python leak_check.py --calls 2000
+    python benchmarks/leak_check.py            # 10^5 each
+    python benchmarks/leak_check.py --calls 2000
 
 Not a bench_*.py (run_all.py skips it): it takes minutes, not seconds.
 Exits non-zero when a loop leaks (any refcount drift, > 1,000 blocks or

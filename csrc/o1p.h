@@ -64,12 +64,48 @@ typedef int64_t o1p_int;
 #define O1P_OMP(x)
 #endif
 
-/* Checked size arithmetic: returns 1 on overflow. */
+/* ---- checked size arithmetic --------------------------------------------
+ * Every size product and sum in csrc/ (buffer and arena sizes, carve offsets,
+ * shape products, work estimates) goes through these, never through a bare
+ * `*` or `+` on sizes that come from the caller (the build uses -fwrapv, so an
+ * unchecked overflow wraps silently and skips the range checks after it).
+ *
+ * o1p_mul_overflow / o1p_add_overflow / o1p_sub_overflow: 1 on int64
+ *   overflow, else 0 and *out.
+ * o1p_size_mul / o1p_size_add: for chains of size arithmetic; *ovf becomes 1
+ *   (and stays 1) when an operand is negative or the result overflows; the
+ *   value returned is then 0 and meaningless. Check *ovf once at the end.
+ * o1p_mul_sat: a * b for non-negative work estimates, saturated at INT64_MAX
+ *   (only ever used to pick thread counts or to decide about the GIL). */
 static inline int o1p_mul_overflow(o1p_int a, o1p_int b, o1p_int *out) {
     return __builtin_mul_overflow(a, b, out);
 }
 static inline int o1p_add_overflow(o1p_int a, o1p_int b, o1p_int *out) {
     return __builtin_add_overflow(a, b, out);
+}
+static inline int o1p_sub_overflow(o1p_int a, o1p_int b, o1p_int *out) {
+    return __builtin_sub_overflow(a, b, out);
+}
+static inline o1p_int o1p_size_mul(o1p_int a, o1p_int b, int *ovf) {
+    o1p_int r;
+    if (a < 0 || b < 0 || o1p_mul_overflow(a, b, &r)) {
+        *ovf = 1;
+        return 0;
+    }
+    return r;
+}
+static inline o1p_int o1p_size_add(o1p_int a, o1p_int b, int *ovf) {
+    o1p_int r;
+    if (a < 0 || b < 0 || o1p_add_overflow(a, b, &r)) {
+        *ovf = 1;
+        return 0;
+    }
+    return r;
+}
+static inline o1p_int o1p_mul_sat(o1p_int a, o1p_int b) {
+    o1p_int r;
+    if (a <= 0 || b <= 0) return 0;
+    return o1p_mul_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
 #define O1P_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -78,14 +114,17 @@ static inline int o1p_add_overflow(o1p_int a, o1p_int b, o1p_int *out) {
 /* ---- runtime: threads and CPU features (kernels/runtime.c) -------------- */
 
 /* Number of threads our parallel loops use (>= 1). Defaults to the CPUs this
- * process may run on. Inside a forked child it drops to 1 (libgomp's pool does
- * not survive fork) until set again. */
+ * process may run on. Inside a forked child it drops to 1 until set again. */
 int o1p_get_num_threads(void);
 /* Sets our thread count and the BLAS thread count used outside our parallel
- * regions. n < 1 is clamped to 1. */
+ * regions. n < 1 is clamped to 1. Safe in a forked child: see runtime.c (a
+ * child forked after this process ran a parallel region keeps its own
+ * loops on one thread, as GNU OpenMP cannot rebuild its thread pool after
+ * fork, and gives the n threads to BLAS). */
 void o1p_set_num_threads(int n);
 /* Threads to use for a loop with `work` units of roughly equal cost, given the
- * minimum work worth one thread (so small inputs stay single-threaded). */
+ * minimum work worth one thread (so small inputs stay single-threaded). Every
+ * OpenMP region of the package takes its thread count from here. */
 int o1p_threads_for(o1p_int work, o1p_int min_work_per_thread);
 /* BLAS calls made inside our own parallel regions must run on one thread (two
  * thread pools on two cores lose, and a pthreads OpenBLAS called from an

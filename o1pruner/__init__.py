@@ -12,7 +12,7 @@ Public API (NumPy arrays in and out):
 - objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
   :func:`ppo_clip_loss`
 - grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
-  :func:`compare_answers` (``o1pruner.grading.compare``; :class:`Verdict`), :func:`extract_answer`,
+  :func:`compare_answers` (:class:`Verdict`), :func:`extract_answer`,
   :func:`extract_answers`, :func:`normalize_answer`
 - token log-probs: :func:`token_logprobs`, :func:`token_logprobs_backward`
 - metrics: :func:`aes`
@@ -30,13 +30,28 @@ Public API (NumPy arrays in and out):
 - models: :class:`o1pruner.models.TinyLM` (a small Qwen2-style transformer)
 - runtime: :func:`set_num_threads`, :func:`get_num_threads`,
   :func:`show_config`, :func:`config`
+
+Layout (README "Architecture"): :mod:`o1pruner.kernels` (the C-backed numeric
+functions; their NumPy twins in ``kernels.slow``, torch twins in
+``kernels.torch``), :mod:`o1pruner.data` (files, formats, prompts, records,
+tokenisation, validators, the weighted dataset), :mod:`o1pruner.pipeline`
+(pre-sample, build, stream, evaluate, compare), :mod:`o1pruner.train` (the
+built-in model's trainer), :mod:`o1pruner.models`, :mod:`o1pruner.integrations`
+(hf, trl, verl, ray), :mod:`o1pruner.apps` (CLI, demo, plots). The flat
+layout's module names (``o1pruner.hf``, ``o1pruner.torch``, ``o1pruner.io``,
+``o1pruner.training``, ...) still import (:mod:`o1pruner._compat`).
 """
 
-from ._config import config, get_num_threads, set_num_threads, show_config
-from .fused import FusedLogprobs, FusedStats, fused_linear_logprobs, fused_linear_logprobs_backward
-from .grading import (
+from ._compat import install as _install_moved_paths
+
+_install_moved_paths()  # o1pruner.hf, o1pruner.torch, o1pruner.io, ... (the flat layout's names)
+
+from ._config import config, get_num_threads, set_num_threads, show_config  # noqa: E402
+from .kernels.fused import FusedLogprobs, FusedStats, fused_linear_logprobs, fused_linear_logprobs_backward  # noqa: E402
+from .kernels.grading import (  # noqa: E402
     GradingResult,
     Verdict,
+    compare_answers,
     extract_answer,
     extract_answers,
     grade,
@@ -44,28 +59,53 @@ from .grading import (
     grade_responses,
     normalize_answer,
 )
-from .grading import compare as compare_answers
-from .logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward
-from .metrics import aes
-from .objectives import (
+from .kernels.logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward  # noqa: E402
+from .kernels.objectives import (  # noqa: E402
     PPOClipResult,
     PPOStats,
     ppo_clip_loss,
     sequence_logprobs,
     sequence_logprobs_backward,
 )
-from .rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats
+from .kernels.rewards import ReferenceStats, harmonize_weights, length_harmonizing_reward, reference_stats  # noqa: E402
 from . import models  # noqa: E402  (o1pruner.models.TinyLM)
 
 # ---- pipeline (presample, build, evaluate; file formats in o1pruner.io) ----
-from . import io
-from .evaluation import EvalResult, compare, compare_buckets, difficulty_report, evaluate, evaluate_samples
-from .pipeline import WeightedDataset, as_problems, build_dataset, count_tokens, load_samples, presample, sft_shortest_dataset
-from .prompts import PromptTemplate
-from .streaming import build_dataset_streaming
-from .training import TinyLMGenerator, TrainConfig, Trainer
+from . import data as io  # noqa: E402  (o1pruner.io: the file layer, the documented name)
+from .data.dataset import WeightedDataset  # noqa: E402
+from .data.prompts import PromptTemplate  # noqa: E402
+from .data.records import as_problems  # noqa: E402
+from .data.tokenize import count_tokens  # noqa: E402
+from .models.generator import TinyLMGenerator  # noqa: E402
+from .pipeline import (  # noqa: E402
+    EvalResult,
+    aes,
+    build_dataset,
+    build_dataset_streaming,
+    compare,
+    compare_buckets,
+    difficulty_report,
+    evaluate,
+    evaluate_samples,
+    load_samples,
+    presample,
+    sft_shortest_dataset,
+)
+from .train import TrainConfig, Trainer  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``o1pruner.grading``, ``o1pruner.rewards``, ... (the flat layout's
+    submodules, which ``import o1pruner`` used to bind) on first access."""
+    from ._compat import MOVED
+
+    if f"o1pruner.{name}" in MOVED:
+        import importlib
+
+        return importlib.import_module(f"o1pruner.{name}")
+    raise AttributeError(f"module 'o1pruner' has no attribute {name!r}")
 
 __all__ = [
     "__version__",

@@ -3,7 +3,7 @@ entry point (see ``python -m o1pruner --help``)."""
 
 import sys
 
-from .cli import main
+from .apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

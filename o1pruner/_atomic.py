@@ -7,8 +7,10 @@ import os
 import tempfile
 from typing import Any, Callable, Union
 
-__all__ = ["atomic_write", "fsync_dir"]
+__all__ = ["atomic_write", "fsync_dir", "PathLike"]
 
+#: A file path: str or os.PathLike. The one definition; the package imports it
+#: from here (or from :mod:`o1pruner.io`, which re-exports it).
 PathLike = Union[str, "os.PathLike[str]"]
 
 

@@ -24,8 +24,11 @@ def set_num_threads(n: int) -> None:
 
     Notes
     -----
-    In a process created by ``fork`` the count drops to 1 (the OpenMP thread
-    pool does not survive a fork); call this again in the child to use more.
+    In a process created by ``fork`` the count drops to 1; call this again in
+    the child to use more. If the parent had already run a parallel kernel,
+    GNU OpenMP cannot start a thread pool in the child: there o1pruner's own
+    loops stay on one thread and the ``n`` threads go to BLAS (a child forked
+    before any parallel work, or started with ``spawn``, gets both).
     """
     if isinstance(n, bool):
         raise TypeError("n: expected an int, got bool")

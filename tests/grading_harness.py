@@ -3,7 +3,7 @@ Math-Verify test strings (which hold whole solutions on both sides)."""
 
 import re
 
-from o1pruner.grading import extract_answer
+from o1pruner.kernels.grading import extract_answer
 
 _GLUE = re.compile(r"^(?:\s|,|;|\.|\\[()\[\]]|\\quad|\\qquad|\\text\{\s*(?:and|or)\s*\}|\band\b|\bor\b|\$)*$")
 

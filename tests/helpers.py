@@ -83,3 +83,40 @@ def leak_check(fn, n=2000, warmup=200, max_growth_bytes=4 << 20):
     if refs0 is not None:
         drift = sys.gettotalrefcount() - refs0
         assert abs(drift) < n // 10, f"reference count drifted by {drift} over {n} calls"
+
+
+def import_dev(name: str):
+    """Import ``dev.<name>`` (the repository's dev scripts, not installed).
+
+    The repository root is on ``sys.path`` only for this import, after
+    ``o1pruner`` is imported: the package under test (an installed build, or
+    an in-place one) stays the one the tests use, and the source tree's copy,
+    which has no compiled ``_core`` after a non-editable install, never
+    shadows it.
+    """
+    import importlib
+
+    import o1pruner  # noqa: F401  (first: fixes which o1pruner the dev module sees)
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    try:
+        return importlib.import_module(f"dev.{name}")
+    finally:
+        sys.path.remove(root)
+
+
+def child_python(env=None, cwd=None):
+    """``dict(env=..., cwd=...)`` for a child ``python -c`` / ``-m`` that
+    imports the same o1pruner as this process (installed, or built in place)
+    and runs outside the source tree (``-c`` and ``-m`` put the cwd first on
+    sys.path; the source tree has no compiled ``_core`` after a non-editable
+    install)."""
+    import tempfile
+
+    import o1pruner
+
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
+    base = dict(os.environ if env is None else env)
+    base["PYTHONPATH"] = os.pathsep.join(filter(None, [pkg_parent, base.get("PYTHONPATH")]))
+    return {"env": base, "cwd": str(cwd) if cwd is not None else tempfile.gettempdir()}

@@ -71,5 +71,65 @@ def test_import_from_elsewhere(tmp_path):
 
 
 def test_cli_info():
-    from o1pruner.cli import main
+    from o1pruner.apps.cli import main
     assert main(["info"]) == 0
+
+
+# ---- a build toggle takes effect on a reinstall (issue 12) --------------------------------
+
+SETUP_PY = pathlib.Path(__file__).resolve().parents[1] / "setup.py"
+
+
+def _load_setup(monkeypatch, **env):
+    """setup.py as a module (its setup() call runs only as __main__), with
+    the build toggles of `env`."""
+    import importlib.util
+
+    for k in ("O1P_DEBUG", "O1P_SANITIZE", "O1P_NO_OPENMP", "O1P_NATIVE", "O1P_BLAS"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    spec = importlib.util.spec_from_file_location("o1pruner_setup_under_test", SETUP_PY)
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.chdir(SETUP_PY.parent)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(not SETUP_PY.exists(), reason="needs the source tree's setup.py")
+def test_changed_build_toggle_forces_a_rebuild(monkeypatch, tmp_path):
+    """`O1P_NO_OPENMP=1 pip install .` after a default install rebuilt
+    nothing (setuptools reused build/'s objects, whose sources were not
+    newer): the build records the flags it used and forces a full rebuild
+    when they differ."""
+    pytest.importorskip("setuptools")
+    from setuptools import Distribution
+
+    default = _load_setup(monkeypatch)
+    no_omp = _load_setup(monkeypatch, O1P_NO_OPENMP="1")
+    fp_default, fp_no_omp = default.build_fingerprint(), no_omp.build_fingerprint()
+    assert fp_default != fp_no_omp
+    assert "-fopenmp" not in fp_no_omp["cflags"] and fp_no_omp["toggles"]["O1P_NO_OPENMP"] == "1"
+
+    def command(mod):
+        dist = Distribution({"name": "o1pruner", "ext_modules": [mod.ext], "cmdclass": {"build_ext": mod.BuildExt}})
+        cmd = mod.BuildExt(dist)
+        cmd.initialize_options()
+        cmd.build_temp, cmd.build_lib = str(tmp_path / "temp"), str(tmp_path / "lib")
+        cmd.finalize_options()
+        return cmd
+
+    # nothing recorded (a build folder of an older version): rebuild
+    cmd = command(default)
+    assert not cmd.force
+    cmd.apply_fingerprint()
+    assert cmd.force
+    # the default build recorded; the same toggles reuse the objects, another toggle rebuilds
+    (tmp_path / "temp").mkdir()
+    (tmp_path / "temp" / default.FINGERPRINT_FILE).write_text(__import__("json").dumps(fp_default))
+    cmd = command(default)
+    cmd.apply_fingerprint()
+    assert not cmd.force
+    cmd = command(no_omp)
+    cmd.apply_fingerprint()
+    assert cmd.force

@@ -13,8 +13,8 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.cli import main
-from o1pruner.demo import DemoSettings, task_problems
+from o1pruner.apps.cli import main
+from o1pruner.apps.demo import DemoSettings, task_problems
 
 import training_helpers as TH
 
@@ -37,10 +37,31 @@ def run(capsys, *argv):
 
 @pytest.fixture(scope="module")
 def ref_dir(tmp_path_factory):
-    """A checkpoint folder of a tiny model trained for a few seconds (writes
-    solution-shaped text; stands in for the shipped reference)."""
+    """A checkpoint folder holding a copy of the shipped reference model. It
+    solves most problems but not all (about 85% of its samples at 120 new
+    tokens), so every stage of the demo has correct and wrong samples on any
+    CPU; a tiny model trained in the fixture for seconds was never correct
+    on some machines (issue 12). It is also faster to load than to train."""
+    from o1pruner.models import load_reference
+
     d = tmp_path_factory.mktemp("ref") / "model"
-    TH.small_reference(800, 5).save(d, optimizer=False)
+    load_reference().save(d, optimizer=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def hopeless_dir(tmp_path_factory):
+    """A tiny model trained to answer 100 to everything: the task's answers
+    are in 0..99, so it is never correct."""
+    from o1pruner.tasks import ArithmeticTask
+    from o1pruner.train import TrainConfig, Trainer
+
+    probs = ArithmeticTask().problems(64, split="train", seed=0)
+    recs = [{"prompt": f"Q:{p.expr}\n", "solution": "so the answer is \\boxed{100}"} for p in probs]
+    model = TH.tiny_model(seed=0)
+    Trainer(model, recs, TH.TOK, TrainConfig(objective="sft", lr=1e-2, epochs=6, batch_size=16), progress=False).train()
+    d = tmp_path_factory.mktemp("hopeless") / "model"
+    model.save(d, optimizer=False)
     return d
 
 
@@ -143,7 +164,7 @@ def test_train_bad_input_keeps_what_exists(tmp_path, capsys, ref_dir):
     io.write_jsonl(good, recs)
     out = ["--out", tmp_path / "run", "--model", ref_dir, "--quiet"]
     code, _, err = run(capsys, "train", "--data", tmp_path / "missing.jsonl", *out)
-    assert code == 2 and "--data: file not found" in err
+    assert code == 2 and f"--data: file not found: {tmp_path / 'missing.jsonl'}" in err
     corrupt = tmp_path / "corrupt.jsonl"
     corrupt.write_text(json.dumps(recs[0]) + "\n" + '{"prompt": "Q:1+1\\n", "solu' + "\n")
     code, _, err = run(capsys, "train", "--data", corrupt, *out)
@@ -151,7 +172,8 @@ def test_train_bad_input_keeps_what_exists(tmp_path, capsys, ref_dir):
     no_weight = tmp_path / "no_weight.jsonl"
     io.write_jsonl(no_weight, [dict(r) for r in recs[:2]] + [{k: v for k, v in recs[2].items() if k != "weight"}])
     code, _, err = run(capsys, "train", "--data", no_weight, *out)
-    assert code == 2 and "missing field 'weight'" in err and "[2]" in err
+    # the flag, the file and the 1-based line (the third line), as every command names it
+    assert code == 2 and "--data: " in err and "no_weight.jsonl:3: missing field 'weight'" in err
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     code, _, err = run(capsys, "train", "--data", empty, *out)
@@ -245,6 +267,51 @@ def test_demo_lam_auto(tmp_path, capsys, ref_dir):
     log = io.read_jsonl(out / "o1pruner" / "train_log.jsonl")
     assert all(r["lam"] is not None and r["acc_estimate"] is not None for r in log)
     assert not any(out.glob("*.png"))
+
+
+def test_demo_reference_never_correct_is_a_clear_error(tmp_path, capsys, hopeless_dir):
+    """A reference that solves nothing leaves nothing to learn (no accuracy
+    signal, an empty SFT-shortest set): the demo says so right after
+    pre-sampling, before any training, and keeps the samples for a rerun."""
+    out = tmp_path / "d"
+    code, _, err = run(capsys, "demo", "--quick", "--out", out, "--reference", hopeless_dir, "--quiet", "--no-plots", *TINY)
+    assert code == 2 and "o1pruner demo: error: pre-sampling: the reference model solved none of its 80 samples" in err
+    assert "--reference" in err and len(io.read_jsonl(out / "samples.jsonl")) == 80
+    assert not (out / "o1pruner").exists() and not (out / "results.json").exists()
+
+
+def test_demo_results_come_before_the_plots_and_resumes_are_reported(tmp_path, capsys, ref_dir, monkeypatch):
+    """results.json and the table are out before the plots start; a missing
+    matplotlib fails before any work; a rerun says what it resumed."""
+    import o1pruner.plots as plots
+
+    out = tmp_path / "d"
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    code, _, err = run(capsys, "demo", "--quick", "--out", out, "--reference", ref_dir, "--quiet", *TINY)
+    assert code == 2 and "o1pruner demo: error: plots need matplotlib" in err
+    assert not out.exists()  # checked before any work
+    monkeypatch.delitem(sys.modules, "matplotlib.figure")
+
+    seen = {}
+
+    def failing_plot(*a, **k):
+        seen["results"] = (out / "results.json").is_file()
+        raise RuntimeError("plot failed")
+
+    monkeypatch.setattr(plots, "length_histograms", failing_plot)
+    code, stdout, err = run(capsys, "demo", "--quick", "--out", out, "--reference", ref_dir, *TINY)
+    assert code == 2 and "plot failed" in err
+    assert seen["results"] and "| O1-Pruner |" in stdout and "resumed:" not in stdout
+    assert io.read_json(out / "results.json")["o1pruner"]["n"] == 10
+    monkeypatch.undo()
+    code, stdout, err = run(capsys, "demo", "--quick", "--out", out, "--reference", ref_dir, *TINY)
+    assert code == 0, err
+    assert f"resumed: pre-sampling found in {out / 'samples.jsonl'}, 80 samples (nothing left to draw)" in stdout
+    assert f"resumed: training of o1pruner found a checkpoint in {out / 'o1pruner'} at step 10 of 10" in stdout
+    assert "resumed: training of sft_shortest found a checkpoint" in stdout
+    assert stdout.index("| O1-Pruner |") < stdout.index("plots: ")
+    for name in PLOTS:
+        assert_png(out / name)
 
 
 def test_demo_settings_and_bad_input(tmp_path, capsys, ref_dir):

@@ -11,7 +11,7 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.cli import main
+from o1pruner.apps.cli import main
 
 import pipeline_helpers as H
 
@@ -156,6 +156,6 @@ def test_console_entry_point_runs(tmp_path):
     # run from elsewhere, importing the package under test (not the source tree)
     pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(o1pruner.__file__)))
     env = dict(os.environ, PYTHONPATH=pkg_root)
-    r = subprocess.run([sys.executable, "-m", "o1pruner.cli", "build", "--help"], cwd=tmp_path, env=env,
+    r = subprocess.run([sys.executable, "-m", "o1pruner.apps.cli", "build", "--help"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--samples-per-problem" in r.stdout

@@ -18,7 +18,7 @@ import numpy as np
 
 import o1pruner
 from o1pruner.models import TinyLM
-from o1pruner.training import Trainer, latest_checkpoint
+from o1pruner.train import Trainer, latest_checkpoint
 
 import training_helpers as TH
 from test_training import ROOT, TESTS, _cfg, _no_time
@@ -29,7 +29,7 @@ CHILD = textwrap.dedent("""
     import os, sys, time
     sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
     import o1pruner
-    import o1pruner.training as T
+    import o1pruner.train.checkpoint as T
     from o1pruner.models import TinyLM
     import training_helpers as TH
     from test_training import _cfg

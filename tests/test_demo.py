@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from o1pruner.demo import DemoSettings, format_levels, format_table, run_demo
-from o1pruner.training import TrainConfig
+from o1pruner.apps.demo import DemoSettings, format_levels, format_table, run_demo
+from o1pruner.train import TrainConfig
 
 
 def tiny_settings(**kw):
@@ -49,7 +49,7 @@ def test_demo_settings_documented_options():
 
 
 def test_non_default_options_lists_departures():
-    from o1pruner.demo import non_default_options
+    from o1pruner.apps.demo import non_default_options
 
     plain = non_default_options(DemoSettings.full())
     assert any(x.startswith("samples_per_problem=None") for x in plain)

@@ -9,8 +9,8 @@ import pytest
 from numpy.lib.stride_tricks import as_strided
 
 import o1pruner
-import o1pruner.fused
-from o1pruner import reference as ref
+import o1pruner.kernels.fused
+from o1pruner.kernels import slow as ref
 
 from helpers import assert_close, layouts, leak_check
 
@@ -475,5 +475,20 @@ def test_no_leaks(rng):
 
 
 def test_docstring_examples():
-    res = doctest.testmod(o1pruner.fused, optionflags=doctest.NORMALIZE_WHITESPACE)
+    res = doctest.testmod(o1pruner.kernels.fused, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 2 and res.failed == 0
+
+
+def test_backward_huge_entropy_gradient_stays_finite():
+    # grad_entropy near float32's max: dh * (z - ez) overflowed to inf before
+    # p * (z - ez) was formed first, and inf * W (= 0) gave NaN in grad_hidden
+    h = np.zeros((2, 1), np.float32)
+    w = np.zeros((2, 1), np.float32)
+    bias = np.array([2.0, 0.0], np.float32)
+    t = np.array([0, 0])
+    stats = o1pruner.fused_linear_logprobs(h, w, t, bias=bias).stats
+    ge = np.array([3.4028235e38, 0.0], np.float32)
+    gh, gw, gb = o1pruner.fused_linear_logprobs_backward(h, w, t, stats, np.zeros(2, np.float32), grad_entropy=ge,
+                                                         bias=bias)
+    assert np.all(gh == 0.0) and np.all(gw == 0.0)
+    assert np.all(np.isfinite(gb))

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import o1pruner
-from o1pruner.grading import Verdict, compare, extract_answer, extract_answers, grade, grade_many, grade_responses
-from o1pruner.grading import normalize_answer
+from o1pruner.kernels.grading import Verdict, compare, extract_answer, extract_answers, grade, grade_many, grade_responses
+from o1pruner.kernels.grading import normalize_answer
 
 from helpers import leak_check
 

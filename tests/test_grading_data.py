@@ -11,7 +11,7 @@ import re
 
 import pytest
 
-from o1pruner.grading import Verdict, compare, grade_many
+from o1pruner.kernels.grading import Verdict, compare, grade_many
 
 from grading_harness import extract_side
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from o1pruner.grading import Verdict, compare, grade_many, grade_responses
-from o1pruner import _sympy_fallback as sf
-from o1pruner.grading import SympyFallback
+from o1pruner.kernels.grading import Verdict, compare, grade_many, grade_responses
+from o1pruner.kernels import _sympy_fallback as sf
+from o1pruner.kernels.grading import SympyFallback
 
 pytest.importorskip("sympy")
 

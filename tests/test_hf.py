@@ -14,8 +14,8 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("accelerate")
 
 import o1pruner  # noqa: E402
-import o1pruner.hf as H  # noqa: E402
-from o1pruner import reference as ref  # noqa: E402
+import o1pruner.integrations.hf as H  # noqa: E402
+from o1pruner.kernels import slow as ref  # noqa: E402
 
 from helpers import assert_close  # noqa: E402
 

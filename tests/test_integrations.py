@@ -55,7 +55,7 @@ def grpo_batch(rng, n_prompts=3, g=4):
 
 def test_trl_reward_matches_formula(rng):
     inputs, completions, ids = grpo_batch(rng)
-    f = length_harmonizing_reward(lam=2.0, grader=ends_with_grader, eos_token_id=2)
+    f = length_harmonizing_reward(lam=2.0, grader=ends_with_grader, eos_token_id=2, clip=None, length_bonus="all")
     logged = {}
     got = call_like_trl(f, inputs, completions, ids, log=lambda k, v: logged.setdefault(k, v))
     L = np.array([len(x) - 1 for x in ids], dtype=float)
@@ -67,28 +67,32 @@ def test_trl_reward_matches_formula(rng):
     assert logged["o1pruner/accuracy"] == pytest.approx(A.mean())
     assert logged["o1pruner/length"] == pytest.approx(L.mean())
     # without eos_token_id every id counts
-    g2 = call_like_trl(length_harmonizing_reward(lam=2.0, grader=ends_with_grader), inputs, completions, ids)
+    g2 = call_like_trl(length_harmonizing_reward(lam=2.0, grader=ends_with_grader, clip=None, length_bonus="all"),
+                       inputs, completions, ids)
     assert_close(g2, want - np.array([ex["ref_mean_length"] for ex in inputs]) * (1 / L - 1 / (L + 1)),
                  rtol=1e-12, atol=1e-12)
 
 
 def test_trl_reward_options(rng):
     inputs, completions, ids = grpo_batch(rng, 2, 3)
-    raw = np.array(call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader), inputs, completions, ids))
-    clipped = call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader, clip=(-2, 4)),
+    paper = dict(clip=None, length_bonus="all")
+    raw = np.array(call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader, **paper),
+                                 inputs, completions, ids))
+    clipped = call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader, clip=(-2, 4), length_bonus="all"),
                             inputs, completions, ids)
     assert_close(clipped, np.where(raw <= -2, -2, np.where(raw > 4, 4, raw)), rtol=0, atol=0)
     # conversational completions: lists of messages, the last is the assistant's
     conv = [[{"role": "assistant", "content": c}] for c in completions]
-    assert call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader), inputs, conv, ids) == raw.tolist()
+    assert call_like_trl(length_harmonizing_reward(lam=5.0, grader=ends_with_grader, **paper), inputs, conv, ids) \
+        == raw.tolist()
     # renamed columns
     renamed = [{"prompt": ex["prompt"], "gold": ex["ground_truth_answer"], "L": ex["ref_mean_length"],
                 "A": ex["ref_accuracy"]} for ex in inputs]
     f = length_harmonizing_reward(lam=5.0, grader=ends_with_grader, answer_column="gold", ref_length_column="L",
-                                  ref_accuracy_column="A", name="o1p")
+                                  ref_accuracy_column="A", name="o1p", **paper)
     assert call_like_trl(f, renamed, completions, ids) == raw.tolist() and f.__name__ == "o1p"
     # an empty completion (eos only) counts as one token
-    e = length_harmonizing_reward(lam=0.0, grader=ends_with_grader, eos_token_id=[2, 7])
+    e = length_harmonizing_reward(lam=0.0, grader=ends_with_grader, eos_token_id=[2, 7], **paper)
     out = call_like_trl(e, inputs[:1], [""], [[7]])
     assert out == [inputs[0]["ref_mean_length"] / 1 - 1]
 
@@ -106,7 +110,7 @@ def test_trl_reward_bad_input(rng):
         f(prompts=["a"], completions=["b"], ground_truth_answer=["1"], ref_mean_length=[1.0], ref_accuracy=[0.5])
     with pytest.raises(ValueError, match="ref_mean_length: must be > 0"):
         call_like_trl(f, [dict(ex, ref_mean_length=0.0) for ex in inputs], completions, ids)
-    with pytest.raises(ValueError, match="ref_accuracy: not finite"):
+    with pytest.raises(ValueError, match=r"ref_accuracy \(sample \d+\): must be finite"):
         call_like_trl(f, [dict(ex, ref_accuracy=float("nan")) for ex in inputs], completions, ids)
     with pytest.raises(TypeError, match="completions: entry 0"):
         call_like_trl(f, inputs, [3, 4], ids)
@@ -119,7 +123,7 @@ def test_trl_reward_bad_input(rng):
 
 
 def test_trl_reward_default_grader():
-    pytest.importorskip("o1pruner.grading")
+    pytest.importorskip("o1pruner.kernels.grading")
     f = length_harmonizing_reward(lam=2.0)
     rows = [{"prompt": "p", "ground_truth_answer": "1/2", "ref_mean_length": 10.0, "ref_accuracy": 0.5}] * 2
     out = call_like_trl(f, rows, ["so \\boxed{\\frac{1}{2}}", "so \\boxed{0.4}"], [[1] * 10, [1] * 10])
@@ -158,7 +162,7 @@ def test_verl_compute_score_matches_formula(rng):
                       "reward_model": {"ground_truth": gold},
                       "extra_info": {"ref_mean_length": lbar, "ref_accuracy": abar, "index": i}})
         want.append(formula(n_words + 1, float(ok), lbar, abar, 3.0))
-    kw = {"tokenizer": WordTokenizer(), "lam": 3.0, "grader": ends_with_grader}
+    kw = {"tokenizer": WordTokenizer(), "lam": 3.0, "grader": ends_with_grader, "clip": None, "length_bonus": "all"}
     scores = [call_like_verl(compute_score, kw, it) for it in items]
     assert_close([s["score"] for s in scores], want, rtol=1e-12, atol=1e-12)
     assert all(sorted(s) == ["acc", "length", "ref_accuracy", "ref_mean_length", "score"] for s in scores)
@@ -198,7 +202,7 @@ def test_verl_bad_input():
 def test_verl_tokenizer_by_object_counts_like_presample():
     tokenizers = pytest.importorskip("tokenizers")
     pytest.importorskip("transformers")
-    from o1pruner.hf import tiny_tokenizer
+    from o1pruner.integrations.hf import tiny_tokenizer
 
     tok = tiny_tokenizer(["12+13=25", "1+1=2"], vocab_size=280)
     text = "12+13=25 so \\boxed{25}"
@@ -206,6 +210,148 @@ def test_verl_tokenizer_by_object_counts_like_presample():
                       grader=ends_with_grader)
     assert s["length"] == o1pruner.count_tokens(tok, [text])[0]
     assert tokenizers is not None
+
+
+# ---- verl loads the file by path; unknown options; the on-policy defaults ---------------
+
+def load_like_verl(path, module_name=None, modules=None):
+    """verl's ``load_extern_object(path, "compute_score")``: the file executed
+    with ``spec_from_file_location`` + ``exec_module`` under a name of its own
+    (current verl: ``custom_module_<hash>``, not in sys.modules; verl <= 0.7:
+    ``custom_module``, put in sys.modules first), never imported as
+    ``o1pruner.integrations.verl``."""
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location(module_name or f"custom_module_{hash(os.path.abspath(path))}", path)
+    mod = importlib.util.module_from_spec(spec)
+    if module_name is not None:
+        modules[module_name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_verl_file_loads_the_way_verl_loads_it(monkeypatch):
+    import sys
+
+    import o1pruner.integrations.verl as imported
+
+    info = {"ref_mean_length": 40, "ref_accuracy": 0.5, "response_length": 31}
+    for name in (None, "custom_module"):
+        with monkeypatch.context() as m:
+            m.setitem(sys.modules, "custom_module", None)  # restored (removed) when the context ends
+            mod = load_like_verl(imported.__file__, name, sys.modules)
+        assert mod.__name__ != imported.__name__ and mod.compute_score is not imported.compute_score
+        got = mod.compute_score(data_source="gsm8k", solution_str="so 7", ground_truth="7", extra_info=dict(info),
+                                grader=ends_with_grader)
+        assert got == imported.compute_score("gsm8k", "so 7", "7", dict(info), grader=ends_with_grader)
+        assert got["score"] == pytest.approx(40 / 31 - 1 + 2 * 0.5)
+    # the pkg:// form (verl after 0.7.0) imports the module by name
+    import importlib
+
+    assert importlib.import_module("pkg://o1pruner.integrations.verl"[len("pkg://"):].replace("/", ".")) is imported
+
+
+def test_verl_readme_recipe_path_loads_in_a_fresh_process(tmp_path):
+    """The README's ``custom_reward_function.path=$(python -c ...)`` command,
+    then the file executed as verl does, in a process that never imported
+    o1pruner.integrations."""
+    import json
+    import pathlib
+    import re
+    import subprocess
+    import sys
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    m = re.search(r'custom_reward_function\.path=\$\(python -c "([^"]+)"\)', readme)
+    assert m, "README: the verl recipe's custom_reward_function.path line is missing"
+    path = subprocess.run([sys.executable, "-c", m.group(1)], capture_output=True, text=True, check=True,
+                          cwd=tmp_path).stdout.strip()
+    script = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('custom_module_1', sys.argv[1])\n"
+        "mod = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(mod)\n"
+        "assert 'o1pruner.integrations.verl' not in sys.modules\n"
+        "print(json.dumps(mod.compute_score(data_source='m', solution_str='so \\\\boxed{7}', ground_truth='7',\n"
+        "    extra_info={'ref_mean_length': 40, 'ref_accuracy': 0.5, 'response_length': 31, 'num_turns': None},\n"
+        "    lam=2.0)))\n")
+    out = subprocess.run([sys.executable, "-c", script, path], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["acc"] == 1.0 and got["score"] == pytest.approx(40 / 31 - 1 + 2 * 0.5)
+
+
+def test_verl_rejects_unknown_options_and_accepts_what_verl_passes():
+    info = {"ref_mean_length": 40, "ref_accuracy": 0.5, "response_length": 31}
+    base = compute_score("m", "so 7", "7", dict(info), grader=ends_with_grader, lam=5.0)
+    with pytest.raises(TypeError, match=r"compute_score: unknown keyword argument 'lamda' \(did you mean 'lam'\?\)"):
+        compute_score("m", "so 7", "7", dict(info), grader=ends_with_grader, lamda=5.0)
+    with pytest.raises(TypeError, match=r"compute_score_batch: unknown keyword argument 'clipp'.*'clip'.*1 more \(zz\)"):
+        compute_score_batch(["m"], ["so 7"], ["7"], [dict(info)], grader=ends_with_grader, clipp=None, zz=1)
+    # verl's reward loop with a reward model router passes these two
+    kw = {"reward_router_address": "10.0.0.1:8000", "reward_model_tokenizer": object()}
+    assert call_like_verl(compute_score, {"grader": ends_with_grader, "lam": 5.0, **kw},
+                          {"data_source": "m", "response": "so 7", "reward_model": {"ground_truth": "7"},
+                           "extra_info": info}) == base
+    assert compute_score_batch(["m"], ["so 7"], ["7"], [dict(info)], grader=ends_with_grader, lam=5.0, **kw) == [base]
+    for bad, err, msg in (({"clip": (4, -2)}, ValueError, "clip"), ({"clip": 3}, TypeError, "clip"),
+                          ({"length_bonus": "none"}, ValueError, "length_bonus"), ({"lam": "x"}, TypeError, "lam")):
+        with pytest.raises(err, match=msg):
+            compute_score("m", "so 7", "7", dict(info), grader=ends_with_grader, **bad)
+    # a clip from a Hydra config arrives as a list
+    assert compute_score("m", "so 7", "7", dict(info), grader=ends_with_grader, clip=[-1, 1])["score"] == 1.0
+
+
+def test_trl_rejects_unknown_options():
+    with pytest.raises(TypeError, match="lamda"):
+        length_harmonizing_reward(lamda=5.0)
+    with pytest.raises(ValueError, match="length_bonus"):
+        length_harmonizing_reward(length_bonus="wrong")
+    with pytest.raises(TypeError, match="clip"):
+        length_harmonizing_reward(clip=(1, 2, 3))
+    with pytest.raises(ValueError, match="clip"):
+        length_harmonizing_reward(clip=(4, -2))
+
+
+# The issue's numbers: Lbar_ref = 40, Abar_ref = 0.5, lam = 2; an empty or
+# 1-token wrong answer against a correct 31-token one.
+SHORT_WRONG = {"paper": (38.0, 40 / 31), "clip only": (4.0, 40 / 31), "default": (-1.0, 40 / 31)}
+OPTIONS = {"paper": {"clip": None, "length_bonus": "all"}, "clip only": {"length_bonus": "all"}, "default": {}}
+
+
+@pytest.mark.parametrize("case", sorted(SHORT_WRONG))
+def test_short_wrong_answers_on_policy(case):
+    wrong, right = SHORT_WRONG[case]
+    kw = OPTIONS[case]
+    f = length_harmonizing_reward(lam=2.0, grader=ends_with_grader, eos_token_id=0, **kw)
+    rows = [{"prompt": "p", "ground_truth_answer": "7", "ref_mean_length": 40.0, "ref_accuracy": 0.5}] * 3
+    trl = call_like_trl(f, rows, ["", "x", "so 7"], [[0], [5, 0], [5] * 31 + [0]])
+    info = {"ref_mean_length": 40, "ref_accuracy": 0.5}
+    verl = [compute_score("m", s, "7", dict(info, response_length=n), grader=ends_with_grader, **kw)["score"]
+            for s, n in (("", 1), ("x", 1), ("so 7", 31))]
+    for got in (trl, verl):
+        assert_close(got, [wrong, wrong, right], rtol=1e-12, atol=1e-12)
+
+
+def test_default_reward_matches_its_numpy_form(rng):
+    """Default = the paper's R with a not-fully-correct response's length
+    raised to Lbar_ref when shorter, then clipped to [-2, 4]; correct answers
+    always outscore wrong ones of the same problem (lam >= 1)."""
+    inputs, completions, ids = grpo_batch(rng, 6, 8)
+    for lam in (1.0, 2.0, 5.0):
+        got = np.array(call_like_trl(length_harmonizing_reward(lam=lam, grader=ends_with_grader, eos_token_id=2),
+                                     inputs, completions, ids))
+        L = np.array([len(x) - 1 for x in ids], dtype=float)
+        A = np.array(ends_with_grader(completions, [ex["ground_truth_answer"] for ex in inputs]), dtype=float)
+        lbar = np.array([ex["ref_mean_length"] for ex in inputs])
+        abar = np.array([ex["ref_accuracy"] for ex in inputs])
+        want = formula(np.where((A < 1) & (L < lbar), lbar, L), A, lbar, abar, lam)
+        assert_close(got, np.where(want <= -2, -2, np.where(want > 4, 4, want)), rtol=1e-12, atol=1e-12)
+        mixed = [slice(8 * p, 8 * p + 8) for p in range(6) if 0 < A[8 * p:8 * p + 8].sum() < 8]
+        assert mixed
+        for g in mixed:
+            assert got[g][A[g] == 1].min() > got[g][A[g] == 0].max()
 
 
 # ---- reference statistics columns ------------------------------------------------------
@@ -244,7 +390,7 @@ def test_reference_table_and_columns():
 def test_grpo_trainer_runs_with_the_reward(tmp_path):
     pytest.importorskip("trl")
     datasets = pytest.importorskip("datasets")
-    import o1pruner.hf as H
+    import o1pruner.integrations.hf as H
     from trl import GRPOConfig, GRPOTrainer
 
     tok = H.tiny_tokenizer([f"{a}+{b}={a + b}" for a in range(20) for b in range(20)], vocab_size=300)

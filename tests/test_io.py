@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from o1pruner import io
-from o1pruner.prompts import MARCO_SAMPLING_TEMPLATE, PromptTemplate
+from o1pruner.data.prompts import MARCO_SAMPLING_TEMPLATE, PromptTemplate
 
 
 def write_raw(path, text):

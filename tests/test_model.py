@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import o1pruner
-from o1pruner import reference as ref
+from o1pruner.kernels import slow as ref
 from o1pruner.models import TinyLM, TinyLMConfig, next_token_targets
 from o1pruner.models._safetensors import read_safetensors, write_safetensors
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import o1pruner
-from o1pruner import reference as ref
+from o1pruner.kernels import slow as ref
 
 from helpers import assert_close, layouts, leak_check
 

@@ -17,8 +17,8 @@ import pytest
 
 import o1pruner
 from o1pruner import io
-from o1pruner.evaluation import Table, bootstrap_interval, reference_accuracy, wilson_interval
-from o1pruner.prompts import PromptTemplate, as_template
+from o1pruner.pipeline import Table, bootstrap_interval, reference_accuracy, wilson_interval
+from o1pruner.data.prompts import PromptTemplate, as_template
 
 import pipeline_helpers as H
 

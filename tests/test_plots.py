@@ -98,6 +98,8 @@ def test_per_difficulty_panels(results, tmp_path):
     rel = [p.get_height() for p in ax_rel.patches]
     assert rel == pytest.approx([100 * (b["mean_length"] - a["mean_length"]) / a["mean_length"]
                                  for a, b in zip(ref.buckets, new.buckets)])
+    # bars start at 0 (issue 12: an axis cut at 88% exaggerated the differences)
+    assert ax_acc.get_ylim()[0] == 0.0 and ax_acc.get_ylim()[1] >= 100
     plots.save_figure(fig, str(tmp_path / "d.png"))
     assert_png(tmp_path / "d.png")
     # one model: no relative panel
@@ -110,7 +112,7 @@ def test_per_difficulty_panels(results, tmp_path):
 def test_training_curves(tmp_path):
     fig = plots.training_curves({"O1-Pruner": history(30, lam=True), "SFT-shortest": history(1, seed=1)})
     titles = [a.get_title() for a in fig.axes]
-    assert titles == ["loss", "clip fraction", "ratio (mean, min-max)", "approx. KL(ref || policy)", "lambda", "learning rate"]
+    assert titles == ["loss", "clip fraction", "ratio (mean, min-max)", plots.KL_LABEL, "lambda", "learning rate"]
     loss = fig.axes[0]
     assert len(loss.lines) == 2 and len(loss.lines[1].get_xdata()) == 1
     assert loss.lines[1].get_marker() == "o"  # a one-step run stays visible
@@ -118,12 +120,25 @@ def test_training_curves(tmp_path):
     assert len(lam.lines) == 1 and np.allclose(lam.lines[0].get_ydata(), [2.0 + 0.1 * s for s in range(1, 31)])
     plots.save_figure(fig, str(tmp_path / "t.png"))
     assert_png(tmp_path / "t.png")
-    # a panel no run logs says so instead of staying blank
+    # the KL panel is the k3 estimate, ratio_mean - 1 + approx_kl: never negative
+    # even where the k1 estimate (approx_kl) is
+    h = history(4)
+    h[1]["approx_kl"], h[1]["ratio_mean"] = -0.01, 1.0101
+    h[2]["approx_kl"], h[2]["ratio_mean"] = -0.02, 0.97
+    kl = plots.training_curves({"run": h}).axes[3]
+    got = kl.lines[0].get_ydata()
+    want = [max(0.0, r["ratio_mean"] - 1 + r["approx_kl"]) for r in h]
+    assert np.allclose(got, want) and (got >= 0).all() and got[2] == 0.0
+    # a quantity no run logs (lambda without the dual ascent) gets no panel
     fig = plots.training_curves({"run": history(5)})
-    assert [t.get_text() for t in fig.axes[4].texts] == ["not used"]
+    assert [a.get_title() for a in fig.axes] == ["loss", "clip fraction", "ratio (mean, min-max)", plots.KL_LABEL,
+                                                 "learning rate"]
+    assert all(a.lines for a in fig.axes)
 
 
 def test_missing_matplotlib_is_a_clear_error(monkeypatch, results):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         plots.length_histograms(results)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plots.require_matplotlib()

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import given, strategies as st
 
 import o1pruner
-from o1pruner.grading import EXTRACT_MODES, Verdict
+from o1pruner.kernels.grading import EXTRACT_MODES, Verdict
 
 from property_support import COUNTS, Rejected, check_call, mostly, odd_objects
 

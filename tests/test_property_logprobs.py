@@ -8,7 +8,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import o1pruner
-from o1pruner import reference as ref
+from o1pruner.kernels import slow as ref
 
 from property_support import (COUNTS, FLOAT32_MAX, Rejected, assert_close_scaled, check_call, float_arrays, laid_out,
                               length_of, maybe_odd, mostly, seen_as, shape_of, with_dtype)

@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import o1pruner
-from o1pruner import reference as ref
+from o1pruner.kernels import slow as ref
 from o1pruner._loader import _core
 from o1pruner.models import TinyLM, TinyLMConfig
 

@@ -7,7 +7,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import o1pruner
-from o1pruner import reference as ref
+from o1pruner.kernels import slow as ref
 
 from property_support import (Rejected, check_call, float_arrays, laid_out, maybe_odd, seen_as,
                               with_dtype, assert_close_scaled)

@@ -10,9 +10,12 @@ import pytest
 
 import o1pruner
 from o1pruner.models import TinyLM, load_reference, reference_info, reference_path
-from o1pruner.models import reference_report as rr
-from o1pruner.models import train_reference as trm
 from o1pruner.tasks import ArithmeticTask, CharTokenizer
+
+from helpers import import_dev
+
+rr = import_dev("reference_report")
+trm = import_dev("train_reference")
 
 TINY_ARCH = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
 

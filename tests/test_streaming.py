@@ -10,7 +10,7 @@ import pytest
 
 import o1pruner
 import o1pruner.io as io
-from o1pruner.streaming import _iter_json_array, build_dataset_streaming, iter_samples
+from o1pruner.pipeline.streaming import _iter_json_array, build_dataset_streaming, iter_samples
 
 from helpers import assert_close
 

@@ -4,7 +4,7 @@ character tokenizer, grading through the package grader, bad input."""
 import numpy as np
 import pytest
 
-from o1pruner.grading import grade_responses
+from o1pruner.kernels.grading import grade_responses
 from o1pruner.tasks import (
     CHECK_PROBS,
     LEVELS,

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import o1pruner  # noqa: E402
-import o1pruner.torch as ot  # noqa: E402
+import o1pruner.kernels.torch as ot  # noqa: E402
 
 from helpers import assert_close  # noqa: E402
 
@@ -143,7 +143,7 @@ def test_trainer_loss_equals_the_kernel():
     """The pure-torch loss of o1pruner.hf (the Trainer's) equals the C kernel,
     value and gradient, on CPU."""
     pytest.importorskip("transformers")
-    import o1pruner.hf as hf
+    import o1pruner.integrations.hf as hf
     logp, ref, adv, mask = ppo_inputs(3)
     m = mask.float()
     x = logp.clone().requires_grad_(True)

@@ -16,7 +16,7 @@ import pytest
 
 import o1pruner
 from o1pruner.models import TinyLM, next_token_targets
-from o1pruner.training import (
+from o1pruner.train import (
     SequenceFormat,
     TinyLMGenerator,
     TrainConfig,
@@ -211,11 +211,11 @@ def test_weights_for_lambda_match_build_dataset():
     np.testing.assert_allclose(tr.weights_for(2.0), [r["weight"] for r in ds2], rtol=1e-12)
     np.testing.assert_allclose(tr.weights_for(5.0), [r["weight"] for r in ds5], rtol=1e-12)
     tr = Trainer(TH.tiny_model(), ds2, TOK, lam=5.0, progress=False)
-    np.testing.assert_allclose(tr._weights, [r["weight"] for r in ds5], rtol=1e-12)
+    np.testing.assert_allclose(tr.weights, [r["weight"] for r in ds5], rtol=1e-12)
     # without lam the records' weights are used as given
     tr = Trainer(TH.tiny_model(), ds2, TOK, progress=False)
     assert tr.lam is None
-    np.testing.assert_array_equal(tr._weights, [r["weight"] for r in ds2])
+    np.testing.assert_array_equal(tr.weights, [r["weight"] for r in ds2])
 
 
 def test_accuracy_estimate_formulas():
@@ -242,7 +242,7 @@ def test_dual_ascent_updates_lambda_and_weights_each_step(tmp_path):
     tr = Trainer(TH.tiny_model(), ds, TOK, lam="auto", lam_lr=50.0, lr=3e-3, epochs=3, batch_size=4,
                  out_dir=tmp_path, progress=False)
     seen = []
-    hist = tr.train(callback=lambda h: seen.append(tr._weights.copy()))
+    hist = tr.train(callback=lambda h: seen.append(tr.weights.copy()))
     assert hist[0]["lam"] == 2.0
     for a, b, w in zip(hist, hist[1:], seen):
         want = max(0.0, a["lam"] + 50.0 * (a["acc_reference"] - a["acc_estimate"]))

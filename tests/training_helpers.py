@@ -47,7 +47,7 @@ def small_reference(n_problems: int = 400, epochs: int = 4, seed: int = 0) -> Ti
     solutions: it writes solution-shaped text (checks, a boxed answer), so the
     demo, the CLI and the notebooks run end to end without the shipped
     reference; its accuracy is low and not meant to show anything."""
-    from o1pruner.training import TrainConfig, Trainer
+    from o1pruner.train import TrainConfig, Trainer
 
     task = ArithmeticTask()
     probs = task.problems(n_problems, split="train", seed=seed)

@@ -64,9 +64,13 @@ static o1p_int group_bound(o1p_int g, o1p_int nvalid, int ngroups) {
  * run of consecutive valid rows within a group into chunks of
  * FUSED_ROWS_MIN..FUSED_ROWS_MAX rows (a shorter run is one chunk). Ignored
  * rows are never inside a chunk, so sgemm reads hidden in place. With
- * out == NULL only counts. */
+ * out == NULL only counts; else at most `cap` chunks are written.
+ * Returns the number of chunks, or -1 when this pass does not find exactly
+ * nvalid valid rows (or more than cap chunks): the targets changed since they
+ * were counted, and nothing past the buffers has been written. */
 static o1p_int cut_chunks(o1p_int N, const int64_t *targets, int64_t ignore_index,
-                          o1p_int nvalid, int ngroups, chunk_t *out, o1p_int *group_first) {
+                          o1p_int nvalid, int ngroups, chunk_t *out, o1p_int cap,
+                          o1p_int *group_first) {
     o1p_int count = 0, c = 0, i = 0;
     int g = 0;
     if (group_first) group_first[0] = 0;
@@ -78,6 +82,7 @@ static o1p_int cut_chunks(o1p_int N, const int64_t *targets, int64_t ignore_inde
         o1p_int r0 = i;
         while (i < N && targets[i] != ignore_index) i++;
         o1p_int c_end = c + (i - r0), row = r0;
+        if (c_end > nvalid) return -1; /* keeps c, and so g, in range below */
         while (c < c_end) {
             while (c >= group_bound(g + 1, nvalid, ngroups)) {
                 g++;
@@ -87,13 +92,17 @@ static o1p_int cut_chunks(o1p_int N, const int64_t *targets, int64_t ignore_inde
             o1p_int L = piece_end - c, k = O1P_MAX(1, L / FUSED_ROWS_MIN);
             for (o1p_int q = 0; q < k; q++) {
                 o1p_int a = q * L / k, b = (q + 1) * L / k;
-                if (out) out[count] = (chunk_t){row + a, b - a, c + a};
+                if (out) {
+                    if (count >= cap) return -1;
+                    out[count] = (chunk_t){row + a, b - a, c + a};
+                }
                 count++;
             }
             row += L;
             c = piece_end;
         }
     }
+    if (c != nvalid) return -1;
     while (g < ngroups) {
         g++;
         if (group_first) group_first[g] = count;
@@ -110,14 +119,20 @@ static int plan_make(plan_t *p, o1p_int N, const int64_t *targets, int64_t ignor
                      o1p_int nvalid, int ngroups) {
     p->nvalid = nvalid;
     p->ngroups = ngroups;
-    o1p_int n = cut_chunks(N, targets, ignore_index, nvalid, ngroups, NULL, NULL);
+    /* targets are read twice here (count, then fill) and once more by the
+     * passes: the bindings hand over a private copy, and any disagreement
+     * between the passes is an error rather than a write past a buffer */
+    o1p_int n = cut_chunks(N, targets, ignore_index, nvalid, ngroups, NULL, 0, NULL);
+    if (n < 0) return O1P_EINDEX;
     p->chunks = (chunk_t *)malloc((size_t)(n + 1) * sizeof(chunk_t));
     p->group_first = (o1p_int *)malloc((size_t)(ngroups + 1) * sizeof(o1p_int));
     if (p->chunks == NULL || p->group_first == NULL) {
         plan_free(p);
+        p->chunks = NULL, p->group_first = NULL;
         return O1P_ENOMEM;
     }
-    cut_chunks(N, targets, ignore_index, nvalid, ngroups, p->chunks, p->group_first);
+    if (cut_chunks(N, targets, ignore_index, nvalid, ngroups, p->chunks, n, p->group_first) != n)
+        return O1P_EINDEX;
     return O1P_OK;
 }
 
@@ -248,7 +263,7 @@ static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float
             float dz = z < -FLT_MAX ? 0.0f : z - ez; /* masked: p = 0, keep it finite */
             nf[k] += xv - xv;
             ps[k] += (double)p;
-            x[j + k] = -p * (dl + dh * dz) * inv_t;
+            x[j + k] = -(p * dl + (p * dz) * dh) * inv_t; /* p*dz first: dh*dz may overflow */
         }
     }
     for (; j < n; j++) {
@@ -257,7 +272,7 @@ static double row_grad(float *O1P_RESTRICT x, const float *O1P_RESTRICT b, float
         float dz = z < -FLT_MAX ? 0.0f : z - ez;
         nf[0] += xv - xv;
         ps[0] += (double)p;
-        x[j] = -p * (dl + dh * dz) * inv_t;
+        x[j] = -(p * dl + (p * dz) * dh) * inv_t;
     }
     double s = 0.0;
     float f = 0.0f;
@@ -397,7 +412,8 @@ int fused_logprobs_forward(o1p_int N, o1p_int d, o1p_int V, const float *hidden,
     c.bias = bias_or_zeros(bias, V, &zeros);
     status = O1P_ENOMEM;
     if (!c.m || !c.s || !c.t || !c.zt || !c.tiles || !c.status || !c.bias) goto done;
-    if (plan_make(&plan, N, targets, ignore_index, nvalid, ngroups) != O1P_OK) goto done;
+    status = plan_make(&plan, N, targets, ignore_index, nvalid, ngroups);
+    if (status != O1P_OK) goto done;
     for (size_t i = 0; i < ns; i++) c.m[i] = -INFINITY;
     for (o1p_int i = 0; i < nvalid; i++) c.zt[i] = NAN;
 
@@ -541,7 +557,9 @@ int fused_logprobs_backward(o1p_int N, o1p_int d, o1p_int V, const float *hidden
     c.bias = bias_or_zeros(bias, V, &zeros);
     status = O1P_ENOMEM;
     if (!dh || !c.psum || !c.tiles || !c.colacc || !c.bad || !c.bias) goto done;
-    if (plan_make(&plan, N, targets, ignore_index, nvalid, ngroups) != O1P_OK) goto done;
+    status = plan_make(&plan, N, targets, ignore_index, nvalid, ngroups);
+    if (status != O1P_OK) goto done;
+    status = O1P_ENOMEM;
     for (int k = 0; k < nt; k++) dh[k] = grad_hidden;
     if (!latin && nt > 1) {
         priv = (float *)calloc((size_t)(nt - 1) * (size_t)nvalid * (size_t)O1P_MAX(d, 1),

@@ -73,8 +73,14 @@ int grader_extract(const char *text, o1p_int n, const int *modes, int nmodes, ch
 int grader_compare(grader_ctx *ctx, const char *pred, o1p_int np, const char *gold, o1p_int ng,
                    const grader_opts *opts);
 
+/* Longest answer (bytes) grader_normalize accepts: normalising n bytes takes
+ * up to 8n + 80 bytes of the grader's per-call scratch arena (256 MiB), so
+ * every answer up to this length fits it. */
+#define GRADER_NORMALIZE_MAX_LEN (((o1p_int)32 << 20) - 64)
+
 /* The normalised form of an answer (what the comparison parses), written to
- * out (capacity cap). Returns its length, or -1 when it did not fit / out of
+ * out (capacity cap >= 4 n + 64 always suffices). Returns its length, or -1
+ * when n > GRADER_NORMALIZE_MAX_LEN, the result did not fit, or out of
  * memory. Used by the Python fallback and for debugging. */
 o1p_int grader_normalize(grader_ctx *ctx, const char *s, o1p_int n, char *out, o1p_int cap);
 

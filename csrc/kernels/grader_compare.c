@@ -1004,6 +1004,7 @@ int grader_compare(grader_ctx *ctx, const char *pred, o1p_int np, const char *go
 }
 
 o1p_int grader_normalize(grader_ctx *ctx, const char *s, o1p_int n, char *out, o1p_int cap) {
+    if (n < 0 || n > GRADER_NORMALIZE_MAX_LEN) return -1;
     grader_ctx *c = ctx ? ctx : grader_ctx_new();
     if (!c) return -1;
     o1p_int len = -1, m;

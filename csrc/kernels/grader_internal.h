@@ -13,6 +13,9 @@
 /* ---- limits (every one of them turns into UNKNOWN, never a crash) ------- */
 #define GR_MAX_LIMBS 512          /* 16384-bit integers in arithmetic */
 #define GR_ARENA_LIMIT (256u << 20) /* bytes of scratch per comparison */
+/* grader_normalize's documented input limit fits the arena (gr_normalize:
+ * blocks of 4m + 16 and at most 4m + 32 bytes, each rounded up to 8) */
+typedef char gr_normalize_limit_fits_arena[8 * (uint64_t)GRADER_NORMALIZE_MAX_LEN + 80 <= GR_ARENA_LIMIT ? 1 : -1];
 #define GR_MAX_PARSE 16384        /* longest normalised answer that is parsed */
 #define GR_MAX_DEPTH 400          /* parser recursion frames (about 80 nestings) */
 #define GR_MAX_VARS 16            /* distinct variables in one comparison */

@@ -193,8 +193,9 @@ int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *ta
  * wrong lse visible as a huge sum p instead of a wrapped exponent. */
 O1P_INLINE float exp_le88(float l) { return o1p_expf_nonpos(l > 88.0f ? 88.0f : l); }
 
-/* Over a block: *s1 += sum p, *s2 += sum p l. */
-O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, float invT,
+/* Over a block: *s1 += sum p, *s2 += sum p l, with l = (x xs - a) invT (xs a
+ * power of two, see row_backward). */
+O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
                             double *s1, double *s2) {
     float a[LP_LANES], b[LP_LANES];
     for (int k = 0; k < LP_LANES; k++) a[k] = b[k] = 0.0f;
@@ -203,7 +204,7 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, fl
         LP_PREFETCH(x + j, LP_PF_BYTES);
         LP_PREFETCH(x + j + 16, LP_PF_BYTES);
         for (int k = 0; k < LP_LANES; k++) {
-            float l = (x[j + k] - a_) * invT;
+            float l = (x[j + k] * xs - a_) * invT;
             float p = exp_le88(l);
             float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
             a[k] += p;
@@ -211,7 +212,7 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, fl
         }
     }
     for (; j < n; j++) {
-        float l = (x[j] - a_) * invT;
+        float l = (x[j] * xs - a_) * invT;
         float p = exp_le88(l);
         float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
         a[0] += p;
@@ -228,8 +229,8 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float a_, fl
 
 /* out = p (A + B l) over a block (the non-target formula; B = 0 without an
  * entropy gradient), and *s1 += sum p. */
-O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, float invT, float A,
-                           float B, float *O1P_RESTRICT out, double *s1) {
+O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
+                           float A, float B, float *O1P_RESTRICT out, double *s1) {
     float a[LP_LANES];
     for (int k = 0; k < LP_LANES; k++) a[k] = 0.0f;
     o1p_int j = 0;
@@ -238,7 +239,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
             LP_PREFETCH(x + j, LP_PF_BYTES);
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
             for (int k = 0; k < LP_LANES; k++) {
-                float p = exp_le88((x[j + k] - a_) * invT);
+                float p = exp_le88((x[j + k] * xs - a_) * invT);
                 a[k] += p;
                 out[j + k] = p * A;
             }
@@ -248,7 +249,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
             LP_PREFETCH(x + j, LP_PF_BYTES);
             LP_PREFETCH(x + j + 16, LP_PF_BYTES);
             for (int k = 0; k < LP_LANES; k++) {
-                float l = (x[j + k] - a_) * invT;
+                float l = (x[j + k] * xs - a_) * invT;
                 float p = exp_le88(l);
                 float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
                 a[k] += p;
@@ -257,7 +258,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float a_, flo
         }
     }
     for (; j < n; j++) {
-        float l = (x[j] - a_) * invT;
+        float l = (x[j] * xs - a_) * invT;
         float p = exp_le88(l);
         float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
         a[0] += p;
@@ -283,12 +284,24 @@ static double sum_tolerance(float lse) { return 1e-4 + ldexp(fabs((double)lse), 
 O1P_TARGET_CLONES
 static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float lse,
                         float g, float h, float *O1P_RESTRICT out) {
-    const float a = (float)((double)lse / (double)invT);
+    /* a = lse T in logit units. Where that overflows float32 (any lse the
+     * forward gives at a temperature above ~1e37, or an lse near
+     * FLT_MAX / T), the row is worked at scale 2^-k: l = (x 2^-k - a 2^-k)
+     * (invT 2^k), the same number (powers of two are exact), with
+     * |a 2^-k| <= FLT_MAX. k = 0 (xs = 1) leaves every result bit for bit. */
+    double ad = (double)lse / (double)invT;
+    float xs = 1.0f, iT = invT;
+    while (fabs(ad) > (double)FLT_MAX) { /* false for NaN: no endless loop */
+        ad *= 0.5;
+        xs *= 0.5f;
+        iT *= 2.0f;
+    }
+    const float a = (float)ad;
     double c = 0.0, scale = 1.0; /* c = E_p[l] (= -entropy), scale = 1 / sum p */
     if (h != 0.0f) {
         double s1 = 0.0, s2 = 0.0;
         for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
-            block_plogp(x + b0, O1P_MIN(LP_BLOCK, V - b0), a, invT, &s1, &s2);
+            block_plogp(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, &s1, &s2);
         if (!(s1 > 0.0 && s1 < INFINITY && isfinite(s2))) return -1;
         c = s2 / s1;
         scale = 1.0 / s1;
@@ -297,7 +310,7 @@ static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float
     const float B = (float)(-(double)h * (double)invT * scale);
     double s1 = 0.0;
     for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
-        block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), a, invT, A, B, out + b0, &s1);
+        block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, A, B, out + b0, &s1);
     double logsum = log(s1);
     if (!(fabs(logsum) <= sum_tolerance(lse))) return -1;
     if (h == 0.0f && fabs(logsum) > LP_RENORM) {
@@ -306,7 +319,7 @@ static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float
         for (o1p_int j = 0; j < V; j++) out[j] *= r;
     }
     /* the target entry, with 1 - p_t in double */
-    float lt = (x[t] - a) * invT;
+    float lt = (x[t] * xs - a) * iT;
     double pt = (double)exp_le88(lt) * scale;
     float ltc = lt < LP_DCLAMP ? LP_DCLAMP : lt;
     out[t] = (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);

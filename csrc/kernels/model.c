@@ -77,32 +77,40 @@ typedef struct {
     float *dx, *dxn, *dqkv, *datt, *dgu, *dact, *glogp; /* backward scratch */
 } arena_map;
 
-/* Carve the arena (base may be NULL: only count). Returns the floats needed. */
+/* Carve the arena (base may be NULL: only count). Returns the floats needed,
+ * or -1 when that number overflows int64 (every size goes through o1p.h's
+ * checked arithmetic: a wrapped size would pass the "arena large enough"
+ * check with a tiny arena). */
 static o1p_int arena_carve(const model_config *c, o1p_int N, float *base, arena_map *m) {
     o1p_int d = c->hidden_size, F = c->intermediate_size, L = c->num_layers, H = c->num_heads;
     o1p_int off = 0;
-#define O1P_TAKE(ptr, n)                              \
-    do {                                              \
-        (ptr) = base ? base + off : NULL;             \
-        off += (n);                                   \
+    int ovf = 0;
+#define O1P_MUL(a, b) o1p_size_mul((a), (b), &ovf)
+#define O1P_TAKE(ptr, n)                                  \
+    do {                                                  \
+        o1p_int n_ = (n);                                 \
+        (ptr) = base && !ovf ? base + off : NULL;         \
+        off = o1p_size_add(off, n_, &ovf);                \
     } while (0)
-    O1P_TAKE(m->x, (L + 1) * N * d);
-    m->per_layer = N * (1 + d + 3 * d + H + d + d + 1 + d + 2 * F + F);
-    O1P_TAKE(m->layers, L * m->per_layer);
+    /* the per-row widths are sums of config sizes (each <= 2^24): no overflow */
+    O1P_TAKE(m->x, O1P_MUL(O1P_MUL(L + 1, N), d));
+    m->per_layer = O1P_MUL(N, 1 + d + 3 * d + H + d + d + 1 + d + 2 * F + F);
+    O1P_TAKE(m->layers, O1P_MUL(L, m->per_layer));
     O1P_TAKE(m->rstd_f, N);
-    O1P_TAKE(m->xn_f, N * d);
+    O1P_TAKE(m->xn_f, O1P_MUL(N, d));
     O1P_TAKE(m->lse_head, N);
     O1P_TAKE(m->ent_head, N);
     O1P_TAKE(m->logp, N);
-    O1P_TAKE(m->dx, N * d);
-    O1P_TAKE(m->dxn, N * d);
-    O1P_TAKE(m->dqkv, N * 3 * d);
-    O1P_TAKE(m->datt, N * d);
-    O1P_TAKE(m->dgu, N * 2 * F);
-    O1P_TAKE(m->dact, N * F);
+    O1P_TAKE(m->dx, O1P_MUL(N, d));
+    O1P_TAKE(m->dxn, O1P_MUL(N, d));
+    O1P_TAKE(m->dqkv, O1P_MUL(N, 3 * d));
+    O1P_TAKE(m->datt, O1P_MUL(N, d));
+    O1P_TAKE(m->dgu, O1P_MUL(N, 2 * F));
+    O1P_TAKE(m->dact, O1P_MUL(N, F));
     O1P_TAKE(m->glogp, N);
 #undef O1P_TAKE
-    return off;
+#undef O1P_MUL
+    return ovf ? -1 : off;
 }
 
 static layer_acts layer_acts_of(const model_config *c, o1p_int N, const arena_map *m, o1p_int l) {
@@ -124,8 +132,12 @@ static layer_acts layer_acts_of(const model_config *c, o1p_int N, const arena_ma
 
 o1p_int model_arena_floats(const model_config *c, o1p_int N, int threads) {
     arena_map m;
-    o1p_int extra = threads > 1 ? (o1p_int)(threads - 1) * model_num_params(c) : 0;
-    return arena_carve(c, N, NULL, &m) + extra;
+    int ovf = 0;
+    o1p_int extra = threads > 1 ? o1p_size_mul(threads - 1, model_num_params(c), &ovf) : 0;
+    o1p_int need = arena_carve(c, N, NULL, &m);
+    if (need < 0) return -1;
+    need = o1p_size_add(need, extra, &ovf);
+    return ovf ? -1 : need;
 }
 
 /* ---- row kernels (serial; target clones pick AVX-512/AVX2) --------------- */
@@ -448,7 +460,10 @@ static void packed_free(packed_batch *p) {
     free(p->pos);
 }
 
-static int pack_batch(o1p_int B, o1p_int T, const int64_t *ids, const int64_t *lengths,
+/* Re-checks what it copies (lengths within [0, T], ids within [0, V): they
+ * size the packed rows and index the embedding), so the kernel never trusts
+ * a separate validation pass over memory it does not own. */
+static int pack_batch(o1p_int B, o1p_int T, o1p_int V, const int64_t *ids, const int64_t *lengths,
                       const int64_t *targets, packed_batch *p) {
     memset(p, 0, sizeof *p);
     p->B = B;
@@ -472,7 +487,9 @@ static int pack_batch(o1p_int B, o1p_int T, const int64_t *ids, const int64_t *l
     for (o1p_int b = 0; b < B; b++) {
         for (o1p_int t = 0; t < p->len[b]; t++) {
             o1p_int r = p->off[b] + t;
-            p->ids[r] = ids[b * T + t];
+            int64_t id = ids[b * T + t];
+            if (id < 0 || id >= V) return O1P_EINDEX;
+            p->ids[r] = id;
             p->tgt[r] = targets ? targets[b * T + t] : 0;
             p->pos[r] = t;
         }
@@ -604,7 +621,8 @@ int model_threads_for_tokens(const model_config *c, o1p_int tokens) {
     /* matmul flops per token; a thread is worth ~32 MFLOP (~0.3 ms), well
      * above the cost of waking it even on a busy machine */
     o1p_int d = c->hidden_size, F = c->intermediate_size;
-    return o1p_threads_for(tokens * 2 * d * (4 * d + 3 * F) * c->num_layers, (o1p_int)1 << 25);
+    o1p_int per_token = o1p_mul_sat(o1p_mul_sat(2 * d, 4 * d + 3 * F), c->num_layers);
+    return o1p_threads_for(o1p_mul_sat(tokens, per_token), (o1p_int)1 << 25);
 }
 
 /* Groups (threads) for the model over this batch and their cuts
@@ -628,7 +646,7 @@ int model_forward(const model_config *c, const float *params, o1p_int B, o1p_int
     packed_batch pb;
     model_rope rope = {0, 0, NULL, NULL};
     o1p_int *cut = NULL;
-    int st = pack_batch(B, T, ids, lengths, targets, &pb);
+    int st = pack_batch(B, T, V, ids, lengths, targets, &pb);
     if (st != O1P_OK || pb.N == 0) goto done;
     if (pb.maxlen > c->max_positions) {
         st = O1P_EVALUE;
@@ -690,8 +708,10 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
     packed_batch pb;
     model_rope rope = {0, 0, NULL, NULL};
     o1p_int *cut = NULL;
-    float *priv = NULL, *own = NULL;
-    int st = pack_batch(B, T, ids, lengths, targets, &pb);
+    float *priv = NULL, *own = NULL, *keep = NULL, *keep_own = NULL, **S = NULL;
+    double **acc = NULL;
+    int groups = 0;
+    int st = pack_batch(B, T, V, ids, lengths, targets, &pb);
     if (st != O1P_OK || pb.N == 0) goto done;
     st = model_rope_init(&rope, pb.maxlen, d / H, c->rope_theta);
     cut = (o1p_int *)malloc((size_t)(B + 2) * sizeof(o1p_int));
@@ -701,47 +721,69 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
     }
     arena_map m;
     o1p_int base = arena_carve(c, pb.N, arena, &m);
+    if (base < 0 || base > arena_floats) {
+        st = O1P_EVALUE;
+        goto done;
+    }
     for (o1p_int b = 0; b < B; b++)
         memcpy(m.glogp + pb.off[b], grad_logp + b * T, (size_t)pb.len[b] * sizeof(float));
-    /* LM head (tied weights: its weight gradient lands in the embedding's) */
-    memset(m.dxn, 0, (size_t)(pb.N * d) * sizeof(float));
-    st = fused_logprobs_backward(pb.N, d, V, m.xn_f, params, NULL, pb.tgt, ignore_index,
-                                 temperature, m.lse_head, m.ent_head, m.glogp, NULL, m.dxn, grads,
-                                 NULL);
-    if (st != O1P_OK) goto done;
     model_run R = {c, params, &pb, &rope, &m};
     int serial_blas;
-    int groups = split_batch(c, &pb, cut, &serial_blas);
-    /* group 0 accumulates into grads, the others store into private buffers
-     * (the arena's tail when it has room, which saves zeroing fresh pages)
-     * that are added afterwards in group order */
+    groups = split_batch(c, &pb, cut, &serial_blas);
+    /* Everything that can fail comes before the first write into grads, so a
+     * call that fails leaves grads as they were. Group 0 accumulates into
+     * grads, the others store into private buffers (the arena's tail when it
+     * has room, which saves zeroing fresh pages) that are added afterwards in
+     * group order. */
     if (groups > 1) {
         if ((arena_floats - base) / Pn >= groups - 1) {
             priv = arena + base;
         } else {
-            priv = own = (float *)malloc((size_t)(groups - 1) * (size_t)Pn * sizeof(float));
+            int ovf = 0;
+            o1p_int n = o1p_size_mul(o1p_size_mul(groups - 1, Pn, &ovf), (o1p_int)sizeof(float), &ovf);
+            priv = own = ovf ? NULL : (float *)malloc((size_t)n);
             if (priv == NULL) groups = 1;
         }
+    }
+    size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen;
+    S = (float **)calloc((size_t)groups, sizeof(float *));
+    acc = (double **)calloc((size_t)groups, sizeof(double *));
+    st = O1P_ENOMEM;
+    if (S == NULL || acc == NULL) goto done;
+    for (int gi = 0; gi < groups; gi++) {
+        S[gi] = (float *)malloc((2 * blk + (size_t)d) * sizeof(float));
+        acc[gi] = (double *)malloc((size_t)(3 * d) * sizeof(double));
+        if (S[gi] == NULL || acc[gi] == NULL) goto done;
+    }
+    /* The LM head (tied weights: its weight gradient lands in the
+     * embedding's rows of grads). Its check that the saved statistics belong
+     * to these inputs (a stale arena) comes after it has added to those rows:
+     * keep them (in the arena's tail when it has room; the private buffers
+     * are only used after this) to put them back. */
+    o1p_int embed = V * d; /* <= Pn */
+    if (arena_floats - base >= embed) {
+        keep = arena + base;
+    } else {
+        keep = keep_own = (float *)malloc((size_t)embed * sizeof(float));
+        if (keep == NULL) goto done;
+    }
+    memcpy(keep, grads, (size_t)embed * sizeof(float));
+    memset(m.dxn, 0, (size_t)(pb.N * d) * sizeof(float));
+    st = fused_logprobs_backward(pb.N, d, V, m.xn_f, params, NULL, pb.tgt, ignore_index,
+                                 temperature, m.lse_head, m.ent_head, m.glogp, NULL, m.dxn, grads,
+                                 NULL);
+    if (st != O1P_OK) {
+        memcpy(grads, keep, (size_t)embed * sizeof(float));
+        goto done;
     }
     if (serial_blas) o1p_blas_serial_begin();
     O1P_OMP(parallel for num_threads(groups) schedule(static, 1))
     for (int gi = 0; gi < groups; gi++) {
-        size_t blk = (size_t)O1P_ATTN_QBLOCK * (size_t)pb.maxlen;
-        float *S = (float *)malloc((2 * blk + (size_t)d) * sizeof(float));
-        double *acc = (double *)malloc((size_t)(3 * d) * sizeof(double));
-        if (S == NULL || acc == NULL) {
-            O1P_OMP(atomic write)
-            st = O1P_ENOMEM;
-        } else {
-            group_backward(&R, cut[gi], cut[gi + 1], gi == 0 ? grads : priv + (size_t)(gi - 1) * Pn,
-                           gi > 0, S, acc, S + 2 * blk);
-        }
-        free(S);
-        free(acc);
+        group_backward(&R, cut[gi], cut[gi + 1], gi == 0 ? grads : priv + (size_t)(gi - 1) * Pn,
+                       gi > 0, S[gi], acc[gi], S[gi] + 2 * blk);
     }
     if (serial_blas) o1p_blas_serial_end();
-    if (st != O1P_OK || groups == 1) goto done;
-    {
+    if (groups > 1) {
         const o1p_int chunk = 1 << 14, nchunks = (Pn + chunk - 1) / chunk;
         O1P_OMP(parallel for num_threads(groups) schedule(static))
         for (o1p_int ci = 0; ci < nchunks; ci++) {
@@ -753,6 +795,13 @@ int model_backward(const model_config *c, const float *params, o1p_int B, o1p_in
         }
     }
 done:
+    for (int gi = 0; gi < groups && S != NULL && acc != NULL; gi++) {
+        free(S[gi]);
+        free(acc[gi]);
+    }
+    free(S);
+    free(acc);
+    free(keep_own);
     free(own);
     free(cut);
     model_rope_free(&rope);

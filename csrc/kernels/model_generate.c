@@ -125,36 +125,43 @@ static void gen_free(gen_state *g) {
 }
 
 /* Carve the float buffers (activation rows, logits, KV cache, per-thread
- * scratch) from base (NULL: only count). Returns the floats needed. */
+ * scratch) from base (NULL: only count). Returns the floats needed, or -1
+ * when that number overflows int64 (checked arithmetic, o1p.h). */
 static o1p_int gen_carve(const model_config *c, o1p_int B, o1p_int rows, o1p_int Tcap, o1p_int nt,
                          float *base, gen_state *g) {
     o1p_int d = c->hidden_size, F = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
     o1p_int off = 0;
-#define O1P_TAKE(ptr, n)                  \
-    do {                                  \
-        (ptr) = base ? base + off : NULL; \
-        off += (n);                       \
+    int ovf = 0;
+#define O1P_MUL(a, b) o1p_size_mul((a), (b), &ovf)
+#define O1P_TAKE(ptr, n)                          \
+    do {                                          \
+        o1p_int n_ = (n);                         \
+        (ptr) = base && !ovf ? base + off : NULL; \
+        off = o1p_size_add(off, n_, &ovf);        \
     } while (0)
-    O1P_TAKE(g->x, rows * d);
-    O1P_TAKE(g->xn, rows * d);
-    O1P_TAKE(g->qkv, rows * 3 * d);
-    O1P_TAKE(g->att, rows * d);
-    O1P_TAKE(g->gu, rows * 2 * F);
-    O1P_TAKE(g->act, rows * F);
-    O1P_TAKE(g->logits, B * V);
-    O1P_TAKE(g->kc, L * B * Tcap * d);
-    O1P_TAKE(g->vc, L * B * Tcap * d);
-    O1P_TAKE(g->S, nt * O1P_ATTN_QBLOCK * Tcap);
-    O1P_TAKE(g->probs, nt * V);
+    O1P_TAKE(g->x, O1P_MUL(rows, d));
+    O1P_TAKE(g->xn, O1P_MUL(rows, d));
+    O1P_TAKE(g->qkv, O1P_MUL(rows, 3 * d));
+    O1P_TAKE(g->att, O1P_MUL(rows, d));
+    O1P_TAKE(g->gu, O1P_MUL(rows, 2 * F));
+    O1P_TAKE(g->act, O1P_MUL(rows, F));
+    O1P_TAKE(g->logits, O1P_MUL(B, V));
+    O1P_TAKE(g->kc, O1P_MUL(O1P_MUL(O1P_MUL(L, B), Tcap), d));
+    O1P_TAKE(g->vc, O1P_MUL(O1P_MUL(O1P_MUL(L, B), Tcap), d));
+    O1P_TAKE(g->S, O1P_MUL(O1P_MUL(nt, O1P_ATTN_QBLOCK), Tcap));
+    O1P_TAKE(g->probs, O1P_MUL(nt, V));
 #undef O1P_TAKE
-    return off;
+#undef O1P_MUL
+    return ovf ? -1 : off;
 }
 
 o1p_int model_generate_work_floats(const model_config *c, o1p_int B, o1p_int n_prompt_tokens,
                                    o1p_int max_prompt, o1p_int max_new) {
     gen_state g;
-    return gen_carve(c, B, O1P_MAX(n_prompt_tokens, B), max_prompt + max_new, o1p_get_num_threads(),
-                     NULL, &g);
+    int ovf = 0;
+    o1p_int Tcap = o1p_size_add(max_prompt, max_new, &ovf);
+    if (ovf || B < 0 || n_prompt_tokens < 0) return -1;
+    return gen_carve(c, B, O1P_MAX(n_prompt_tokens, B), Tcap, o1p_get_num_threads(), NULL, &g);
 }
 
 #define O1P_ALLOC(ptr, count) ((ptr) = malloc((size_t)((count) > 0 ? (count) : 1) * sizeof(*(ptr))))
@@ -309,14 +316,16 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
     }
     if (B == 0 || max_new == 0) return O1P_OK;
     o1p_int N = 0, maxp = 0;
+    if (offsets[0] != 0) return O1P_EVALUE;
     for (o1p_int b = 0; b < B; b++) {
-        o1p_int np = offsets[b + 1] - offsets[b];
-        if (np < 1) return O1P_EVALUE;
-        N += np;
+        o1p_int np;
+        if (o1p_sub_overflow(offsets[b + 1], offsets[b], &np) || np < 1 || np > c->max_positions)
+            return O1P_EVALUE;
+        N += np; /* <= B * max_positions: no overflow */
         maxp = O1P_MAX(maxp, np);
     }
     o1p_int Tcap = maxp + max_new, rows = O1P_MAX(N, B);
-    if (Tcap > c->max_positions) return O1P_EVALUE;
+    if (max_new > c->max_positions || Tcap > c->max_positions) return O1P_EVALUE;
     gen_state g;
     memset(&g, 0, sizeof g);
     g.c = c;
@@ -334,6 +343,7 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
     o1p_int nt = g.nt;
     float *own = NULL; /* used when the caller's workspace is missing or too small */
     o1p_int need = gen_carve(c, B, rows, Tcap, nt, NULL, &g);
+    if (need < 0 || (uint64_t)need > SIZE_MAX / sizeof(float)) goto done; /* O1P_ENOMEM */
     if (work == NULL || work_floats < need) {
         own = (float *)malloc((size_t)need * sizeof(float));
         if (own == NULL) goto done;
@@ -350,14 +360,25 @@ int model_generate(const model_config *c, const float *params, o1p_int B,
 
     /* prefill list: every prompt, packed */
     o1p_int nlist = B;
+    /* offsets and ids are read again here: re-checked where used (the
+     * buffers were sized from the pass above, ids index the embedding) */
     for (o1p_int b = 0, r = 0; b < B; b++) {
         g.plen[b] = offsets[b + 1] - offsets[b];
+        if (g.plen[b] < 1 || g.plen[b] > maxp || g.plen[b] > N - r) {
+            st = O1P_EVALUE;
+            goto done;
+        }
         g.seq[b] = b;
         g.n[b] = g.plen[b];
         g.start[b] = 0;
         g.row0[b] = r;
         for (o1p_int t = 0; t < g.plen[b]; t++, r++) {
-            g.ids[r] = prompt_ids[offsets[b] + t];
+            int64_t id = prompt_ids[r]; /* = offsets[b] + t when offsets hold still */
+            if (id < 0 || id >= V) {
+                st = O1P_EINDEX;
+                goto done;
+            }
+            g.ids[r] = id;
             g.pos[r] = t;
         }
     }

@@ -22,11 +22,13 @@
 
 /* ---- row helpers ----------------------------------------------------------- */
 
-/* Number of valid tokens of one row (integer sum: vectorises as is). */
+/* Number of valid tokens of one row (integer sum: vectorises as is). Any
+ * nonzero byte is valid, as everywhere a mask is read: a bool array viewed as
+ * bytes may hold values other than 0/1 (NumPy reads them as True). */
 O1P_TARGET_CLONES
 static int64_t count_valid(o1p_int T, const uint8_t *m) {
     int64_t n = 0;
-    for (o1p_int t = 0; t < T; t++) n += m[t];
+    for (o1p_int t = 0; t < T; t++) n += m[t] != 0;
     return n;
 }
 

@@ -2,7 +2,8 @@
  * (method.md step 3) with the token-level variants of its peers (TRL GRPO,
  * verl), loss and d loss / d logp in one pass. float32 per token, double for
  * every sum over a sequence or the batch and for per-sequence ratios.
- * A mask entry is 0 or 1; masked entries of the float inputs are never used
+ * A mask entry is valid when its byte is nonzero (any value, not only 1);
+ * masked entries of the float inputs are never used
  * (any value, NaN included, is allowed there). */
 #ifndef O1P_PPO_H
 #define O1P_PPO_H

@@ -54,10 +54,23 @@ int rewards_group_stats(o1p_int S, const double *lengths, const double *correct,
         accuracy[g] += correct[i];
         count[g] += 1;
     }
+    int overflow = 0;
     for (o1p_int g = 0; g < G; g++) {
         if (count[g] == 0) return O1P_EVALUE;
+        overflow |= isinf(mean_length[g]);
         mean_length[g] /= (double)count[g];
         accuracy[g] /= (double)count[g];
+    }
+    if (overflow) {
+        /* a group whose sum of lengths overflowed (lengths near DBL_MAX): sum
+         * it again in units of 2^64 (the mean of finite values is finite) */
+        double *scaled = (double *)calloc((size_t)G, sizeof(double));
+        if (scaled == NULL) return O1P_ENOMEM;
+        for (o1p_int i = 0; i < S; i++)
+            if (isinf(mean_length[code[i]])) scaled[code[i]] += ldexp(lengths[i], -64);
+        for (o1p_int g = 0; g < G; g++)
+            if (isinf(mean_length[g])) mean_length[g] = ldexp(scaled[g] / (double)count[g], 64);
+        free(scaled);
     }
     return O1P_OK;
 }
@@ -72,29 +85,50 @@ void rewards_length_harmonizing(o1p_int S, const double *lengths, const double *
     }
 }
 
-/* Mean and population std of x[0..n); Neumaier-compensated sums so that a
- * large dataset of similar weights keeps its small spread. A set whose values
- * are all equal gets std exactly 0 (its rounded mean may differ from the
- * values by an ulp, which would otherwise give a spurious tiny std). */
-static void mean_std(o1p_int n, const double *x, double *mean, double *std) {
-    double s = 0.0, c = 0.0, lo = x[0], hi = x[0];
+/* Mean and population std of x[0..n) in units of 2^e, where 2^e is the
+ * power of two just above max |x| (*e receives it): the values are scaled
+ * into (-1, 1) first, so that neither their sum nor their squared deviations
+ * overflow (1.7e308 twice) or underflow (1e-300, 2e-300, 3e-300). Scaling by
+ * a power of two is exact for normal numbers, so weights in the usual range
+ * are bit for bit those of the unscaled formula, and the z-score
+ * (x - mean) / std is scale-free: zscore() applies it in the same units.
+ * Neumaier-compensated sums so that a large dataset of similar weights keeps
+ * its small spread. A set whose values are all equal gets std exactly 0 (its
+ * rounded mean may differ from the values by an ulp, which would otherwise
+ * give a spurious tiny std). */
+static void mean_std(o1p_int n, const double *x, double *mean, double *std, int *e) {
+    double lo = x[0], hi = x[0], amax = 0.0;
     for (o1p_int i = 0; i < n; i++) {
         lo = x[i] < lo ? x[i] : lo;
         hi = x[i] > hi ? x[i] : hi;
-        double t = s + x[i];
-        c += fabs(s) >= fabs(x[i]) ? (s - t) + x[i] : (x[i] - t) + s;
+        amax = fabs(x[i]) > amax ? fabs(x[i]) : amax;
+    }
+    *e = 0;
+    if (amax > 0.0) (void)frexp(amax, e);
+    double s = 0.0, c = 0.0;
+    for (o1p_int i = 0; i < n; i++) {
+        double v = ldexp(x[i], -*e);
+        double t = s + v;
+        c += fabs(s) >= fabs(v) ? (s - t) + v : (v - t) + s;
         s = t;
     }
     double m = (s + c) / (double)n;
     double q = 0.0, cq = 0.0;
     for (o1p_int i = 0; i < n; i++) {
-        double d = (x[i] - m) * (x[i] - m);
+        double v = ldexp(x[i], -*e);
+        double d = (v - m) * (v - m);
         double t = q + d;
         cq += q >= d ? (q - t) + d : (d - t) + q;
         q = t;
     }
     *mean = m;
     *std = lo == hi ? 0.0 : sqrt((q + cq) / (double)n);
+}
+
+/* (x - mean) / std with mean and std from mean_std (units of 2^e); 0 for a
+ * set without spread. */
+static double zscore(double x, double mean, double std, int e) {
+    return std > 0 ? (ldexp(x, -e) - mean) / std : 0.0;
 }
 
 int rewards_harmonize(o1p_int S, const double *w, int do_clip, double lo, double hi,
@@ -110,8 +144,9 @@ int rewards_harmonize(o1p_int S, const double *w, int do_clip, double lo, double
     if (S == 0 || normalize == REWARDS_NORM_NONE) return O1P_OK;
     if (normalize == REWARDS_NORM_DATASET) {
         double m, sd;
-        mean_std(S, out, &m, &sd);
-        for (o1p_int i = 0; i < S; i++) out[i] = sd > 0 ? (out[i] - m) / sd : 0.0;
+        int e;
+        mean_std(S, out, &m, &sd, &e);
+        for (o1p_int i = 0; i < S; i++) out[i] = zscore(out[i], m, sd, e);
         return O1P_OK;
     }
     /* per group: gather each group's values contiguously, then normalise */
@@ -143,9 +178,9 @@ int rewards_harmonize(o1p_int S, const double *w, int do_clip, double lo, double
         o1p_int n = start[g + 1] - start[g];
         if (n == 0) continue;
         double m, sd;
-        mean_std(n, buf + start[g], &m, &sd);
-        for (int64_t j = start[g]; j < start[g + 1]; j++)
-            out[order[j]] = sd > 0 ? (buf[j] - m) / sd : 0.0;
+        int e;
+        mean_std(n, buf + start[g], &m, &sd, &e);
+        for (int64_t j = start[g]; j < start[g + 1]; j++) out[order[j]] = zscore(buf[j], m, sd, e);
     }
     free(start);
     free(order);

@@ -18,7 +18,8 @@ void rewards_codes_from_offsets(o1p_int G, const int64_t *offsets, int64_t *code
 /* Per-group mean length, accuracy and count.
  * lengths[S], correct[S], code[S] in [0, G) -> mean_length[G], accuracy[G],
  * count[G] (overwritten). Sums in double, in sample order (exact for integer
- * lengths, as the public code's sum(...)/K). O1P_EVALUE if a group is empty. */
+ * lengths, as the public code's sum(...)/K; a sum that overflows is redone in
+ * units of 2^64). O1P_EVALUE if a group is empty, O1P_ENOMEM. */
 int rewards_group_stats(o1p_int S, const double *lengths, const double *correct,
                         const int64_t *code, o1p_int G, double *mean_length, double *accuracy,
                         int64_t *count);

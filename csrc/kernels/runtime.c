@@ -1,15 +1,33 @@
-/* runtime.c: thread-count state shared by every kernel, the fork handler that
- * keeps a forked child from waiting on its parent's OpenMP pool, and the CPU
- * feature level reported by show_config(). */
+/* runtime.c: thread-count state shared by every kernel, the fork handlers
+ * that keep a forked child from waiting on its parent's thread pools or locks,
+ * and the CPU feature level reported by show_config().
+ *
+ * Fork. GNU OpenMP keeps its worker pool across fork, but the workers do not
+ * exist in the child: a parallel region of more than one thread there waits
+ * for them forever, and libgomp has no way to rebuild the pool. So the child
+ * of a process that has run one of our parallel regions (pool_started) marks
+ * itself pool_lost and every region of ours stays on one thread for the rest
+ * of that process (o1p_threads_for); the thread count it is given still goes
+ * to BLAS, whose pthreads pool OpenBLAS rebuilds after fork itself. A child
+ * forked before any parallel region keeps full OpenMP. The child also drops
+ * to one thread until set_num_threads is called again (documented), gets a
+ * fresh blas_lock (another parent thread may have held it at fork time) and
+ * a serial-section depth of 0 (the threads inside kernels at fork time do not
+ * exist in the child), so a later set_num_threads reaches OpenBLAS. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 #include "o1p.h"
 #include "blas.h"
 
-static int num_threads = 0; /* 0: not yet initialised */
+/* Read and written from any thread without a lock: C11 atomics (relaxed: each
+ * is a single independent value). */
+static atomic_int num_threads = 0;   /* 0: not yet initialised */
+static atomic_int pool_started = 0;  /* this process ran a region of > 1 thread */
+static atomic_int pool_lost = 0;     /* forked after pool_started: stay serial */
 
 /* BLAS serial sections (o1p_blas_serial_begin/end): nesting depth and the
  * BLAS thread count to restore when the last one ends. */
@@ -28,29 +46,45 @@ static int default_threads(void) {
     return n < 1 ? 1 : n;
 }
 
+/* prepare / parent: hold blas_lock across fork, so the child's copy is in a
+ * known (locked, then reinitialised) state and the section state is not
+ * copied half-updated. */
+static void before_fork(void) { pthread_mutex_lock(&blas_lock); }
+
+static void after_fork_in_parent(void) { pthread_mutex_unlock(&blas_lock); }
+
 static void after_fork_in_child(void) {
-    /* libgomp's thread pool does not exist in the child: a parallel region of
-     * more than one thread would wait for it forever. Stay serial until the
-     * user asks for threads again. */
-    num_threads = 1;
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    blas_lock = fresh;
+    /* no thread of the child is inside a kernel; BLAS was left at 1 thread
+     * by any section open at fork time, which is the child's count below */
+    blas_serial_depth = 0;
+    blas_saved_threads = 1;
+    if (atomic_load_explicit(&pool_started, memory_order_relaxed))
+        atomic_store_explicit(&pool_lost, 1, memory_order_relaxed);
+    atomic_store_explicit(&num_threads, 1, memory_order_relaxed);
 }
 
 void o1p_runtime_init(void) {
-    static int done = 0;
-    if (done) return;
-    done = 1;
-    num_threads = default_threads();
-    pthread_atfork(NULL, NULL, after_fork_in_child);
+    static atomic_int done = 0;
+    if (atomic_exchange(&done, 1)) return;
+    atomic_store_explicit(&num_threads, default_threads(), memory_order_relaxed);
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
 }
 
 int o1p_get_num_threads(void) {
-    if (num_threads == 0) num_threads = default_threads();
-    return num_threads;
+    int n = atomic_load_explicit(&num_threads, memory_order_relaxed);
+    if (n == 0) {
+        int expect = 0;
+        n = default_threads();
+        if (!atomic_compare_exchange_strong(&num_threads, &expect, n)) n = expect;
+    }
+    return n;
 }
 
 void o1p_set_num_threads(int n) {
     if (n < 1) n = 1;
-    num_threads = n;
+    atomic_store_explicit(&num_threads, n, memory_order_relaxed);
     pthread_mutex_lock(&blas_lock);
     if (blas_serial_depth > 0)
         blas_saved_threads = n; /* applied when the running kernels end */
@@ -80,6 +114,11 @@ int o1p_threads_for(o1p_int work, o1p_int min_work_per_thread) {
     if (min_work_per_thread < 1) min_work_per_thread = 1;
     o1p_int useful = work / min_work_per_thread;
     if (useful < nt) nt = (int)(useful < 1 ? 1 : useful);
+    if (nt > 1) {
+        if (atomic_load_explicit(&pool_lost, memory_order_relaxed)) return 1;
+        if (!atomic_load_explicit(&pool_started, memory_order_relaxed))
+            atomic_store_explicit(&pool_started, 1, memory_order_relaxed);
+    }
     return nt;
 }
 

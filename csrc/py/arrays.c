@@ -64,15 +64,16 @@ static int check_ndim(PyArrayObject *a, const char *name, int ndim) {
 }
 
 /* Convert `a` (already dtype-checked) to a C-contiguous aligned array of
- * typenum. A copy that cannot be made (a huge zero-stride view, sizes beyond
- * 2^63 bytes) raises MemoryError / ValueError naming the argument. */
-static PyArrayObject *convert(PyArrayObject *a, int typenum, const char *name) {
+ * typenum; with `owned`, always a fresh copy that nothing else refers to.
+ * A copy that cannot be made (a huge zero-stride view, sizes beyond 2^63
+ * bytes) raises MemoryError / ValueError naming the argument. */
+static PyArrayObject *convert(PyArrayObject *a, int typenum, const char *name, int owned) {
     PyArray_Descr *descr = PyArray_DescrFromType(typenum);
     if (descr == NULL) return NULL;
     /* FORCECAST: the kind was checked by the caller; float64 -> float32 and
      * int -> float are the intended conversions. */
-    PyArrayObject *out = (PyArrayObject *)PyArray_FromAny(
-        (PyObject *)a, descr, 0, 0, NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST, NULL);
+    int flags = NPY_ARRAY_CARRAY_RO | NPY_ARRAY_FORCECAST | (owned ? NPY_ARRAY_ENSURECOPY : 0);
+    PyArrayObject *out = (PyArrayObject *)PyArray_FromAny((PyObject *)a, descr, 0, 0, flags, NULL);
     if (out == NULL && (PyErr_ExceptionMatches(PyExc_MemoryError) || PyErr_ExceptionMatches(PyExc_ValueError))) {
         PyObject *t, *v, *tb, *shape = shape_of(a);
         PyErr_Fetch(&t, &v, &tb);
@@ -99,7 +100,7 @@ PyArrayObject *o1p_as_float(PyObject *obj, const char *name, int ndim, int typen
         goto fail;
     }
     if (check_ndim(a, name, ndim) < 0) goto fail;
-    out = convert(a, typenum, name);
+    out = convert(a, typenum, name, 0);
 fail:
     Py_DECREF(a);
     return out;
@@ -117,22 +118,25 @@ PyArrayObject *o1p_as_index(PyObject *obj, const char *name, int ndim) {
         goto fail;
     }
     if (check_ndim(a, name, ndim) < 0) goto fail;
-    if (kind == 'u' && PyArray_ITEMSIZE(a) == 8 && PyArray_SIZE(a) > 0) {
-        /* uint64 values above INT64_MAX would wrap: check the maximum first */
-        PyObject *mx = PyArray_Max(a, NPY_RAVEL_AXIS, NULL);
-        if (mx == NULL) goto fail;
-        PyObject *mxl = PyNumber_Long(mx);
-        Py_DECREF(mx);
-        if (mxl == NULL) goto fail;
-        unsigned long long v = PyLong_AsUnsignedLongLong(mxl);
-        Py_DECREF(mxl);
-        if (PyErr_Occurred()) goto fail;
-        if (v > (unsigned long long)INT64_MAX) {
-            PyErr_Format(PyExc_ValueError, "%s: value %llu does not fit int64", name, v);
-            goto fail;
+    if (kind == 'u' && PyArray_ITEMSIZE(a) == 8) {
+        /* uint64 values above INT64_MAX would wrap: check them on a private
+         * copy (so they cannot change after the check), then narrow it */
+        PyArrayObject *u = convert(a, NPY_UINT64, name, 1);
+        if (u == NULL) goto fail;
+        const uint64_t *v = (const uint64_t *)PyArray_DATA(u);
+        for (npy_intp i = 0, n = PyArray_SIZE(u); i < n; i++) {
+            if (v[i] > (uint64_t)INT64_MAX) {
+                PyErr_Format(PyExc_ValueError, "%s: value %llu does not fit int64", name,
+                             (unsigned long long)v[i]);
+                Py_DECREF(u);
+                goto fail;
+            }
         }
+        out = convert(u, NPY_INT64, name, 1);
+        Py_DECREF(u);
+        goto fail;
     }
-    out = convert(a, NPY_INT64, name);
+    out = convert(a, NPY_INT64, name, 1);
 fail:
     Py_DECREF(a);
     return out;
@@ -149,31 +153,93 @@ PyArrayObject *o1p_as_mask(PyObject *obj, const char *name, int ndim) {
     }
     if (check_ndim(a, name, ndim) < 0) goto fail;
     if (kind == 'b') {
-        out = convert(a, NPY_UINT8, name);
+        out = convert(a, NPY_UINT8, name, 1);
         goto fail;
     }
-    /* check the values are exactly 0 or 1 before narrowing to uint8 */
-    f = convert(a, NPY_FLOAT64, name);
+    /* check the values are exactly 0 or 1 while narrowing to uint8: one read
+     * of each value (f may be the caller's own float64 array) */
+    f = convert(a, NPY_FLOAT64, name, 0);
     if (f == NULL) goto fail;
-    const double *v = (const double *)PyArray_DATA(f);
-    npy_intp n = PyArray_SIZE(f);
-    for (npy_intp i = 0; i < n; i++) {
-        if (!(v[i] == 0.0 || v[i] == 1.0)) {
-            char buf[32];
-            O1P_FMT_DOUBLE(buf, v[i]);
-            PyErr_Format(PyExc_ValueError, "%s: mask values must be 0 or 1, found %s at flat index %zd",
-                         name, buf, (Py_ssize_t)i);
-            goto fail;
-        }
-    }
     out = (PyArrayObject *)PyArray_NewLikeArray(f, NPY_CORDER, PyArray_DescrFromType(NPY_UINT8), 0);
     if (out == NULL) goto fail;
+    const double *v = (const double *)PyArray_DATA(f);
     uint8_t *o = (uint8_t *)PyArray_DATA(out);
-    for (npy_intp i = 0; i < n; i++) o[i] = (uint8_t)(v[i] != 0.0);
+    for (npy_intp i = 0, n = PyArray_SIZE(f); i < n; i++) {
+        double x = v[i];
+        if (!(x == 0.0 || x == 1.0)) {
+            char buf[32];
+            O1P_FMT_DOUBLE(buf, x);
+            PyErr_Format(PyExc_ValueError, "%s: mask values must be 0 or 1, found %s at flat index %zd",
+                         name, buf, (Py_ssize_t)i);
+            Py_CLEAR(out);
+            goto fail;
+        }
+        o[i] = (uint8_t)(x != 0.0);
+    }
 fail:
     Py_XDECREF(f);
     Py_DECREF(a);
     return out;
+}
+
+float *o1p_f32_buffer(PyObject *obj, const char *name, npy_intp size, int exact, int writable) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a float32 NumPy array, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32 || !PyArray_ISNOTSWAPPED(a)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected dtype float32 (native byte order), got %S", name,
+                     (PyObject *)PyArray_DESCR(a));
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "%s: must be C-contiguous and aligned (it is used in place)", name);
+        return NULL;
+    }
+    if (writable && !PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError, "%s: must be writable (it is updated in place)", name);
+        return NULL;
+    }
+    npy_intp n = PyArray_SIZE(a);
+    if ((exact && n != size) || (!exact && n < size)) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %s%zd float32 elements, got %zd", name,
+                     exact ? "" : "at least ", (Py_ssize_t)size, (Py_ssize_t)n);
+        return NULL;
+    }
+    return (float *)PyArray_DATA(a);
+}
+
+/* [*lo, *hi): the bytes an array's elements may occupy, from its strides.
+ * Returns 0 for an empty array. */
+static int byte_span(PyArrayObject *a, const char **lo, const char **hi) {
+    if (PyArray_SIZE(a) == 0 || PyArray_ITEMSIZE(a) == 0) return 0;
+    const char *p = PyArray_BYTES(a), *l = p, *h = p;
+    for (int k = 0; k < PyArray_NDIM(a); k++) {
+        npy_intp ext = PyArray_STRIDE(a, k) * (PyArray_DIM(a, k) - 1);
+        if (ext < 0)
+            l += ext;
+        else
+            h += ext;
+    }
+    *lo = l;
+    *hi = h + PyArray_ITEMSIZE(a);
+    return 1;
+}
+
+int o1p_overlap(PyObject *a, PyObject *b) {
+    const char *alo, *ahi, *blo, *bhi;
+    if (a == NULL || b == NULL || !PyArray_Check(a) || !PyArray_Check(b)) return 0;
+    if (!byte_span((PyArrayObject *)a, &alo, &ahi) || !byte_span((PyArrayObject *)b, &blo, &bhi))
+        return 0;
+    return alo < bhi && blo < ahi;
+}
+
+int o1p_check_disjoint(PyObject *a, const char *aname, PyObject *b, const char *bname) {
+    if (!o1p_overlap(a, b)) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: shares memory with %s", aname, bname);
+    return -1;
 }
 
 int o1p_check_dim(PyArrayObject *a, const char *name, int axis, npy_intp expect,
@@ -306,35 +372,69 @@ int o1p_parse_double(PyObject *obj, const char *name, double *out) {
     }
     double v = PyFloat_AsDouble(obj);
     if (v == -1.0 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: expected a real number, got %s", name, Py_TYPE(obj)->tp_name);
+        /* only the errors a number can give are replaced; anything else
+         * (KeyboardInterrupt, MemoryError, ...) propagates as it is */
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s: %R is too large for a float64", name, obj);
+        } else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "%s: expected a real number, got %s", name,
+                         Py_TYPE(obj)->tp_name);
+        }
         return -1;
     }
     *out = v;
     return 0;
 }
 
+int o1p_parse_int(PyObject *obj, const char *name, long long *out) {
+    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an int, got %s", name, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *v = PyNumber_Index(obj);
+    if (v == NULL) return -1;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    Py_DECREF(v);
+    if (x == -1 && PyErr_Occurred()) return -1;
+    if (overflow) {
+        PyErr_Format(PyExc_ValueError, "%s: %R does not fit int64", name, obj);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
+/* 1 when the str `u` is exactly the ASCII string `c` (code point by code
+ * point, whole length: no encoding, so lone surrogates are fine). */
+static int str_equals_ascii(PyObject *u, const char *c) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(u);
+    if ((size_t)n != strlen(c)) return 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyUnicode_READ_CHAR(u, i) != (Py_UCS4)(unsigned char)c[i]) return 0;
+    return 1;
+}
+
 int o1p_parse_choice(PyObject *obj, const char *name, const char *const *choices) {
-    const char *s = NULL;
-    if (obj == Py_None) {
-        s = "None";
-    } else if (PyUnicode_Check(obj)) {
-        s = PyUnicode_AsUTF8(obj);
-        if (s == NULL) return -1;
-    } else {
+    if (obj != Py_None && !PyUnicode_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s: expected a string, got %s", name, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    for (int i = 0; choices[i] != NULL; i++)
-        if (strcmp(s, choices[i]) == 0) return i;
+    for (int i = 0; choices[i] != NULL; i++) {
+        if (obj == Py_None ? strcmp(choices[i], "None") == 0 : str_equals_ascii(obj, choices[i]))
+            return i;
+    }
     PyObject *list = PyList_New(0);
     for (int i = 0; list && choices[i] != NULL; i++) {
         PyObject *c = PyUnicode_FromString(choices[i]);
-        if (c) PyList_Append(list, c);
+        if (c == NULL || PyList_Append(list, c) < 0) Py_CLEAR(list);
         Py_XDECREF(c);
     }
+    if (list == NULL) return -1;
     PyErr_Format(PyExc_ValueError, "%s: must be one of %R, got %R", name, list, obj);
-    Py_XDECREF(list);
+    Py_DECREF(list);
     return -1;
 }
 

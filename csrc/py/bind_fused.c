@@ -2,6 +2,9 @@
  * without materialising the logits). One validation block per function, then
  * bare pointers to the kernel. */
 #include "arrays.h"
+
+#include <string.h>
+
 #include "bind.h"
 #include "fused.h"
 
@@ -61,19 +64,8 @@ static int parse_common(fused_args *a, PyObject *hidden_obj, PyObject *weight_ob
         return -1;
     }
     a->temperature = (float)temperature;
-    if (PyBool_Check(ignore_obj) || !PyIndex_Check(ignore_obj)) {
-        PyErr_Format(PyExc_TypeError, "ignore_index: expected an int, got %s", Py_TYPE(ignore_obj)->tp_name);
-        return -1;
-    }
-    PyObject *idx = PyNumber_Index(ignore_obj);
-    if (idx == NULL) return -1;
-    long long ig = PyLong_AsLongLong(idx);
-    Py_DECREF(idx);
-    if (ig == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_SetString(PyExc_ValueError, "ignore_index: does not fit int64");
-        return -1;
-    }
+    long long ig;
+    if (o1p_parse_int(ignore_obj, "ignore_index", &ig) < 0) return -1;
     a->ignore_index = (int64_t)ig;
 
     if (precheck_matrix(hidden_obj, "hidden") < 0 || precheck_matrix(weight_obj, "weight") < 0)
@@ -207,11 +199,23 @@ static PyArrayObject *grad_output(PyObject *obj, const char *name, int ndim, npy
     return a;
 }
 
-/* 1 when the memory of two (contiguous) arrays overlaps. */
-static int overlap(PyArrayObject *a, PyArrayObject *b) {
-    if (a == NULL || b == NULL || PyArray_NBYTES(a) == 0 || PyArray_NBYTES(b) == 0) return 0;
-    const char *a0 = PyArray_BYTES(a), *b0 = PyArray_BYTES(b);
-    return a0 < b0 + PyArray_NBYTES(b) && b0 < a0 + PyArray_NBYTES(a);
+/* The caller's outputs as they were before the kernel: a failing call puts
+ * them back (it must leave its outputs unchanged). NULL entries: nothing to
+ * keep (an output the binding made itself, or none). */
+static int keep_outputs(PyArrayObject *const *outs, PyObject *const *given, PyArrayObject **kept, int n) {
+    for (int o = 0; o < n; o++) {
+        kept[o] = NULL;
+        if (outs[o] == NULL || given[o] == Py_None) continue;
+        kept[o] = (PyArrayObject *)PyArray_NewCopy(outs[o], NPY_CORDER);
+        if (kept[o] == NULL) return -1;
+    }
+    return 0;
+}
+
+static void restore_outputs(PyArrayObject *const *outs, PyArrayObject *const *kept, int n) {
+    for (int o = 0; o < n; o++)
+        if (kept[o] != NULL)
+            memcpy(PyArray_DATA(outs[o]), PyArray_DATA(kept[o]), (size_t)PyArray_NBYTES(kept[o]));
 }
 
 static PyObject *py_fused_linear_logprobs_backward(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -225,7 +229,7 @@ static PyObject *py_fused_linear_logprobs_backward(PyObject *self, PyObject *arg
                                      *gb_obj = Py_None;
     fused_args a = {0};
     PyArrayObject *lse = NULL, *ent = NULL, *gl = NULL, *ge = NULL;
-    PyArrayObject *gh = NULL, *gw = NULL, *gb = NULL;
+    PyArrayObject *gh = NULL, *gw = NULL, *gb = NULL, *kept[3] = {NULL, NULL, NULL};
     PyObject *result = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOOOO|OOOO:fused_linear_logprobs_backward",
                                      kwlist, &hidden_obj, &weight_obj, &targets_obj, &lse_obj,
@@ -275,26 +279,32 @@ static PyObject *py_fused_linear_logprobs_backward(PyObject *self, PyObject *arg
         PyErr_SetString(PyExc_ValueError, "grad_bias: given, but bias is None (there is no bias to differentiate)");
         goto fail;
     }
-    /* outputs are written while inputs are read: no overlap allowed */
+    /* outputs are written while inputs are read: no overlap allowed, with
+     * the arrays the kernel reads nor with the caller's own input arrays
+     * (targets among them: a float32 view of their memory as grad_weight
+     * would overwrite them) */
     {
         PyArrayObject *outs[3] = {gh, gw, gb};
         const char *onames[3] = {"grad_hidden", "grad_weight", "grad_bias"};
-        PyArrayObject *ins[7] = {a.hidden, a.weight, a.bias, lse, ent, gl, ge};
+        PyObject *ins[16] = {(PyObject *)a.hidden, (PyObject *)a.weight, (PyObject *)a.bias,
+                             (PyObject *)a.targets, (PyObject *)lse, (PyObject *)ent,
+                             (PyObject *)gl, (PyObject *)ge, hidden_obj, weight_obj, bias_obj,
+                             targets_obj, lse_obj, ent_obj, gl_obj, ge_obj};
         for (int o = 0; o < 3; o++) {
-            for (int i = 0; i < 7; i++) {
-                if (overlap(outs[o], ins[i])) {
+            for (int i = 0; i < 16; i++) {
+                if (o1p_overlap((PyObject *)outs[o], ins[i])) {
                     PyErr_Format(PyExc_ValueError, "%s: shares memory with an input array", onames[o]);
                     goto fail;
                 }
             }
-            for (int p = 0; p < o; p++) {
-                if (overlap(outs[o], outs[p])) {
-                    PyErr_Format(PyExc_ValueError, "%s: shares memory with %s", onames[o], onames[p]);
+            for (int p = 0; p < o; p++)
+                if (o1p_check_disjoint((PyObject *)outs[o], onames[o], (PyObject *)outs[p], onames[p]) < 0)
                     goto fail;
-                }
-            }
         }
     }
+    PyArrayObject *outs[3] = {gh, gw, gb};
+    PyObject *given[3] = {gh_obj, gw_obj, gb_obj};
+    if (keep_outputs(outs, given, kept, 3) < 0) goto fail;
     int st;
     O1P_WITHOUT_GIL(work_of(&a),
                     st = fused_logprobs_backward(
@@ -305,6 +315,7 @@ static PyObject *py_fused_linear_logprobs_backward(PyObject *self, PyObject *arg
                         (const float *)PyArray_DATA(gl), ptr_or_null(ge),
                         (float *)PyArray_DATA(gh), (float *)PyArray_DATA(gw),
                         gb ? (float *)PyArray_DATA(gb) : NULL));
+    if (st != O1P_OK) restore_outputs(outs, kept, 3);
     if (st == O1P_EVALUE) {
         PyErr_SetString(PyExc_ValueError,
                         "lse: the saved statistics do not match these inputs (sum of "
@@ -326,19 +337,23 @@ fail:
     Py_XDECREF(gh);
     Py_XDECREF(gw);
     Py_XDECREF(gb);
+    for (int o = 0; o < 3; o++) Py_XDECREF(kept[o]);
     return result;
 }
 
 PyMethodDef o1p_fused_methods[] = {
     {"fused_linear_logprobs", (PyCFunction)(void (*)(void))py_fused_linear_logprobs,
      METH_VARARGS | METH_KEYWORDS,
-     "fused_linear_logprobs(hidden, weight, targets, temperature, ignore_index, bias=None) -> "
-     "(logp, entropy, lse), float32[N] each"},
+     "fused_linear_logprobs($module, /, hidden, weight, targets, temperature, ignore_index, "
+     "bias=None)\n--\n\n"
+     "Token log-probs of the LM head hidden @ weight.T (+ bias) without materialising the logits "
+     "-> (logp, entropy, lse), float32[N] each."},
     {"fused_linear_logprobs_backward", (PyCFunction)(void (*)(void))py_fused_linear_logprobs_backward,
      METH_VARARGS | METH_KEYWORDS,
-     "fused_linear_logprobs_backward(hidden, weight, targets, lse, entropy, grad_logp, "
-     "grad_entropy, temperature, ignore_index, bias=None, grad_hidden=None, grad_weight=None, "
-     "grad_bias=None) -> (grad_hidden, grad_weight, grad_bias or None), accumulated into the "
-     "given outputs"},
+     "fused_linear_logprobs_backward($module, /, hidden, weight, targets, lse, entropy, "
+     "grad_logp, grad_entropy, temperature, ignore_index, bias=None, grad_hidden=None, "
+     "grad_weight=None, grad_bias=None)\n--\n\n"
+     "Gradient of fused_linear_logprobs -> (grad_hidden, grad_weight, grad_bias or None), "
+     "accumulated into the given outputs."},
     {NULL, NULL, 0, NULL},
 };

@@ -33,6 +33,9 @@ static int batch_init(utf8_batch *b, PyObject *obj, const char *name, int allow_
     }
     b->seq = PySequence_Tuple(obj);
     if (b->seq == NULL) {
+        /* not iterable after all: say so; anything else (KeyboardInterrupt,
+         * MemoryError, an error of the object's own) goes through as is */
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError, "%s: expected a sequence of str, got %s", name, Py_TYPE(obj)->tp_name);
         return -1;
@@ -56,6 +59,7 @@ static int batch_init(utf8_batch *b, PyObject *obj, const char *name, int allow_
         Py_ssize_t n;
         const char *p = PyUnicode_AsUTF8AndSize(s, &n);
         if (p == NULL) { /* lone surrogates: keep them as 3-byte sequences */
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) goto fail;
             PyErr_Clear();
             PyObject *bytes = PyUnicode_AsEncodedString(s, "utf-8", "surrogatepass");
             if (bytes == NULL) goto fail;
@@ -83,6 +87,7 @@ static int parse_modes(PyObject *obj, int *modes, int *nmodes) {
     if (obj == Py_None) return 0;
     PyObject *t = PySequence_Tuple(obj);
     if (t == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
         PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "modes: expected a sequence of int");
         return -1;
@@ -96,7 +101,15 @@ static int parse_modes(PyObject *obj, int *modes, int *nmodes) {
     for (Py_ssize_t i = 0; i < n; i++) {
         long m = PyLong_AsLong(PyTuple_GET_ITEM(t, i));
         if ((m == -1 && PyErr_Occurred()) || m < 0 || m >= GRADER_EXTRACT_NMODES) {
-            PyErr_Clear();
+            /* not an int (TypeError) or a huge one (OverflowError): replaced
+             * below; any other exception goes through */
+            if (PyErr_Occurred()) {
+                if (!PyErr_ExceptionMatches(PyExc_TypeError) && !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+                    Py_DECREF(t);
+                    return -1;
+                }
+                PyErr_Clear();
+            }
             Py_DECREF(t);
             PyErr_Format(PyExc_ValueError, "modes: entry %zd is not a valid mode id", i);
             return -1;
@@ -166,7 +179,8 @@ static PyObject *py_grader_extract(PyObject *self, PyObject *args, PyObject *kwd
         PyObject *s;
         if (found[i]) {
             s = PyUnicode_DecodeUTF8(out[i], olen[i], "surrogatepass");
-            if (s == NULL) { /* a cut through a multi-byte character */
+            if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                /* a cut through a multi-byte character */
                 PyErr_Clear();
                 s = PyUnicode_DecodeUTF8(out[i], olen[i], "replace");
             }
@@ -209,7 +223,7 @@ static PyObject *py_grader_compare(PyObject *self, PyObject *args, PyObject *kwd
     if (rtol_obj != NULL && rtol_obj != Py_None) {
         if (o1p_parse_double(rtol_obj, "rtol", &opts.rtol) < 0) return NULL;
         if (!(opts.rtol >= 0.0 && opts.rtol < 1.0)) {
-            PyErr_Format(PyExc_ValueError, "rtol: must be in [0, 1), got %g", opts.rtol);
+            PyErr_Format(PyExc_ValueError, "rtol: must be in [0, 1), got %R", rtol_obj);
             return NULL;
         }
     }
@@ -253,7 +267,16 @@ static PyObject *py_grader_normalize(PyObject *self, PyObject *arg) {
     }
     PyObject *bytes = PyUnicode_AsEncodedString(arg, "utf-8", "surrogatepass");
     if (bytes == NULL) return NULL;
-    o1p_int n = PyBytes_GET_SIZE(bytes), cap = 4 * n + 64;
+    o1p_int n = PyBytes_GET_SIZE(bytes), cap = 4 * n + 64; /* n <= the limit: no overflow */
+    if (n > GRADER_NORMALIZE_MAX_LEN) {
+        Py_DECREF(bytes);
+        PyErr_Format(PyExc_ValueError,
+                     "answer: %lld bytes of UTF-8 is longer than the grader's limit of %lld bytes "
+                     "for one answer (GRADER_NORMALIZE_MAX_LEN, set by its 256 MiB scratch "
+                     "arena); normalise a shorter text",
+                     (long long)n, (long long)GRADER_NORMALIZE_MAX_LEN);
+        return NULL;
+    }
     char *out = (char *)PyMem_Malloc((size_t)cap);
     PyObject *result = NULL;
     if (out == NULL) {
@@ -264,7 +287,7 @@ static PyObject *py_grader_normalize(PyObject *self, PyObject *arg) {
             PyErr_NoMemory();
         } else {
             result = PyUnicode_DecodeUTF8(out, m, "surrogatepass");
-            if (result == NULL) {
+            if (result == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
                 PyErr_Clear();
                 result = PyUnicode_DecodeUTF8(out, m, "replace");
             }
@@ -277,10 +300,14 @@ static PyObject *py_grader_normalize(PyObject *self, PyObject *arg) {
 
 PyMethodDef o1p_grader_methods[] = {
     {"grader_extract", (PyCFunction)(void (*)(void))py_grader_extract, METH_VARARGS | METH_KEYWORDS,
-     "grader_extract(texts, modes) -> list of str or None"},
+     "grader_extract($module, /, texts, modes)\n--\n\n"
+     "The final answer of each text -> list of str or None."},
     {"grader_compare", (PyCFunction)(void (*)(void))py_grader_compare, METH_VARARGS | METH_KEYWORDS,
-     "grader_compare(predictions, golds, modes=None, rtol=1e-6, strict_fractions=False, "
-     "ordered_lists=False) -> (verdict int8[S], found bool[S])"},
-    {"grader_normalize", py_grader_normalize, METH_O, "grader_normalize(answer) -> str"},
+     "grader_compare($module, /, predictions, golds, modes=None, rtol=1e-06, "
+     "strict_fractions=False, ordered_lists=False)\n--\n\n"
+     "Grade predictions against gold answers -> (verdict int8[S], found bool[S])."},
+    {"grader_normalize", py_grader_normalize, METH_O,
+     "grader_normalize($module, answer, /)\n--\n\n"
+     "The normalised form of an answer, as the comparison parses it -> str."},
     {NULL, NULL, 0, NULL},
 };

@@ -30,21 +30,9 @@ static int parse_temperature(PyObject *obj, double *out) {
 
 /* ignore_index: a Python or NumPy integer (not bool) that fits int64. */
 static int parse_ignore_index(PyObject *obj, int64_t *out) {
-    if (PyBool_Check(obj) || !PyIndex_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "ignore_index: expected an int, got %s", Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    PyObject *v = PyNumber_Index(obj);
-    if (v == NULL) return -1;
-    int overflow = 0;
-    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-    Py_DECREF(v);
-    if (x == -1 && PyErr_Occurred()) return -1;
-    if (overflow) {
-        PyErr_SetString(PyExc_ValueError, "ignore_index: does not fit int64");
-        return -1;
-    }
-    *out = (int64_t)x;
+    long long v;
+    if (o1p_parse_int(obj, "ignore_index", &v) < 0) return -1;
+    *out = (int64_t)v;
     return 0;
 }
 
@@ -229,10 +217,13 @@ fail:
 
 PyMethodDef o1p_logprob_methods[] = {
     {"token_logprobs", (PyCFunction)(void (*)(void))py_token_logprobs, METH_VARARGS | METH_KEYWORDS,
-     "token_logprobs(logits, targets, temperature, ignore_index) -> (logp, entropy, lse), float32[N] each"},
+     "token_logprobs($module, /, logits, targets, temperature, ignore_index)\n--\n\n"
+     "Token log-probs, entropies and log-sum-exps of softmax(logits / temperature) -> "
+     "(logp, entropy, lse), float32[N] each."},
     {"token_logprobs_backward", (PyCFunction)(void (*)(void))py_token_logprobs_backward,
      METH_VARARGS | METH_KEYWORDS,
-     "token_logprobs_backward(logits, targets, lse, grad_logp, grad_entropy, temperature, "
-     "ignore_index) -> dlogits float32[N, V]"},
+     "token_logprobs_backward($module, /, logits, targets, lse, grad_logp, grad_entropy, "
+     "temperature, ignore_index)\n--\n\n"
+     "Gradient of token_logprobs with respect to the logits -> float32[N, V]."},
     {NULL, NULL, 0, NULL},
 };

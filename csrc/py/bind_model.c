@@ -76,64 +76,6 @@ static int parse_config(PyObject *obj, model_config *c) {
     return 0;
 }
 
-/* A caller-owned float32 buffer used in place: must already be a
- * C-contiguous, aligned, native float32 ndarray (no conversion: a copy would
- * silently drop the update). Its size must equal `size` (exact) or be at
- * least `size`. */
-static float *f32_buffer(PyObject *obj, const char *name, npy_intp size, int exact, int writable) {
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a float32 NumPy array, got %s", name,
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != NPY_FLOAT32 || !PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected dtype float32 (native byte order), got %S", name,
-                     (PyObject *)PyArray_DESCR(a));
-        return NULL;
-    }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError, "%s: must be C-contiguous and aligned (it is used in place)", name);
-        return NULL;
-    }
-    if (writable && !PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError, "%s: must be writable (it is updated in place)", name);
-        return NULL;
-    }
-    npy_intp n = PyArray_SIZE(a);
-    if ((exact && n != size) || (!exact && n < size)) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %s%zd float32 elements, got %zd", name,
-                     exact ? "" : "at least ", (Py_ssize_t)size, (Py_ssize_t)n);
-        return NULL;
-    }
-    return (float *)PyArray_DATA(a);
-}
-
-/* 0 when the two buffers do not overlap, else ValueError naming both. */
-static int check_disjoint(const void *a, npy_intp na, const char *an, const void *b, npy_intp nb,
-                          const char *bn) {
-    const char *pa = (const char *)a, *pb = (const char *)b;
-    if (pa + na * 4 <= pb || pb + nb * 4 <= pa) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: shares memory with %s", an, bn);
-    return -1;
-}
-
-/* A Python int (not bool) -> *out, TypeError naming `name` otherwise. */
-static int parse_int(PyObject *obj, const char *name, long long *out) {
-    if (PyBool_Check(obj) || !(PyLong_Check(obj) || PyArray_IsScalar(obj, Integer))) {
-        PyErr_Format(PyExc_TypeError, "%s: expected an int, got %s", name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    long long v = PyLong_AsLongLong(obj);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError, "%s: integer out of range", name);
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* The inputs of forward and backward, validated: ids[B,T], lengths[B] from the
  * right-padded mask, targets[B,T] (optional) with real positions in [0,V) or
  * ignore_index. Values at padded positions are never read. */
@@ -157,7 +99,7 @@ static int parse_batch(const model_config *c, PyObject *ids_obj, PyObject *mask_
     memset(a, 0, sizeof *a);
     a->ignore_index = -100;
     a->temperature = 1.0;
-    if (ignore_obj != NULL && parse_int(ignore_obj, "ignore_index", &a->ignore_index) < 0) return -1;
+    if (ignore_obj != NULL && o1p_parse_int(ignore_obj, "ignore_index", &a->ignore_index) < 0) return -1;
     if (temp_obj != NULL && o1p_parse_double(temp_obj, "temperature", &a->temperature) < 0) return -1;
     if (!(a->temperature > 0) || !isfinite(a->temperature) || !((float)a->temperature > 0)) {
         PyErr_SetString(PyExc_ValueError, "temperature: must be a positive finite number");
@@ -221,7 +163,7 @@ static int parse_batch(const model_config *c, PyObject *ids_obj, PyObject *mask_
             }
         }
     }
-    if (o1p_check_blas_size(a->N * 3 * c->hidden_size, "input_ids") < 0) return -1;
+    if (o1p_check_blas_size(o1p_mul_sat(a->N, 3 * c->hidden_size), "input_ids") < 0) return -1;
     if (targets_obj == NULL || targets_obj == Py_None) {
         if (need_targets) {
             PyErr_SetString(PyExc_TypeError, "targets: required");
@@ -247,11 +189,6 @@ static int parse_batch(const model_config *c, PyObject *ids_obj, PyObject *mask_
         }
     }
     return 0;
-}
-
-static PyObject *status_error(int st, const char *what) {
-    if (st == O1P_ENOMEM) return PyErr_NoMemory();
-    return o1p_raise_status(st, what);
 }
 
 /* ---- layout -------------------------------------------------------------- */
@@ -324,8 +261,8 @@ static PyObject *py_model_arena_size(PyObject *self, PyObject *args, PyObject *k
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:model_arena_size", kwlist, &cfg_obj, &n_obj,
                                      &t_obj))
         return NULL;
-    if (parse_config(cfg_obj, &c) < 0 || parse_int(n_obj, "n_tokens", &n) < 0 ||
-        (t_obj && parse_int(t_obj, "threads", &threads) < 0))
+    if (parse_config(cfg_obj, &c) < 0 || o1p_parse_int(n_obj, "n_tokens", &n) < 0 ||
+        (t_obj && o1p_parse_int(t_obj, "threads", &threads) < 0))
         return NULL;
     if (n < 0 || n > NPY_MAX_INT32) {
         PyErr_Format(PyExc_ValueError, "n_tokens: must be in [0, 2^31), got %lld", n);
@@ -335,7 +272,15 @@ static PyObject *py_model_arena_size(PyObject *self, PyObject *args, PyObject *k
         PyErr_Format(PyExc_ValueError, "threads: must be in [1, 4096], got %lld", threads);
         return NULL;
     }
-    return PyLong_FromLongLong((long long)model_arena_floats(&c, n, (int)threads));
+    o1p_int need = model_arena_floats(&c, n, (int)threads);
+    if (need < 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "n_tokens: the activation arena for %lld tokens (threads = %lld) of this config "
+                     "overflows int64",
+                     n, threads);
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)need);
 }
 
 static PyObject *py_model_generate_work_size(PyObject *self, PyObject *args, PyObject *kwds) {
@@ -347,16 +292,21 @@ static PyObject *py_model_generate_work_size(PyObject *self, PyObject *args, PyO
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:model_generate_work_size", kwlist, &cfg_obj,
                                      &b_obj, &n_obj, &mp_obj, &mn_obj))
         return NULL;
-    if (parse_config(cfg_obj, &c) < 0 || parse_int(b_obj, "n_prompts", &b) < 0 ||
-        parse_int(n_obj, "n_prompt_tokens", &n) < 0 || parse_int(mp_obj, "max_prompt", &mp) < 0 ||
-        parse_int(mn_obj, "max_new_tokens", &mn) < 0)
+    if (parse_config(cfg_obj, &c) < 0 || o1p_parse_int(b_obj, "n_prompts", &b) < 0 ||
+        o1p_parse_int(n_obj, "n_prompt_tokens", &n) < 0 || o1p_parse_int(mp_obj, "max_prompt", &mp) < 0 ||
+        o1p_parse_int(mn_obj, "max_new_tokens", &mn) < 0)
         return NULL;
     if (b < 0 || n < 0 || mp < 0 || mn < 0 || b > NPY_MAX_INT32 || n > NPY_MAX_INT32 ||
-        mp + mn > c.max_positions) {
+        mp > c.max_positions || mn > c.max_positions - mp) {
         PyErr_SetString(PyExc_ValueError, "n_prompts: sizes must be >= 0 and fit the context");
         return NULL;
     }
-    return PyLong_FromLongLong((long long)model_generate_work_floats(&c, b, n, mp, mn));
+    o1p_int need = model_generate_work_floats(&c, b, n, mp, mn);
+    if (need < 0) {
+        PyErr_SetString(PyExc_ValueError, "n_prompts: the workspace for these sizes overflows int64");
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)need);
 }
 
 /* ---- forward / backward -------------------------------------------------- */
@@ -379,14 +329,18 @@ static PyObject *py_model_forward(PyObject *self, PyObject *args, PyObject *kwds
         return NULL;
     if (parse_config(cfg_obj, &c) < 0) return NULL;
     npy_intp P = model_num_params(&c);
-    float *params = f32_buffer(params_obj, "params", P, 1, 0);
+    float *params = o1p_f32_buffer(params_obj, "params", P, 1, 0);
     if (params == NULL) return NULL;
     if (parse_batch(&c, ids_obj, mask_obj, tg_obj, ignore_obj, temp_obj, 0, &a) < 0) goto fail;
     npy_intp need = model_arena_floats(&c, a.N, 1);
-    float *arena = f32_buffer(arena_obj, "arena", need, 0, 1);
-    if (arena == NULL) goto fail;
-    if (check_disjoint(arena, PyArray_SIZE((PyArrayObject *)arena_obj), "arena", params, P, "params") < 0)
+    if (need < 0) {
+        PyErr_Format(PyExc_ValueError, "input_ids: the activation arena for %zd tokens overflows int64",
+                     (Py_ssize_t)a.N);
         goto fail;
+    }
+    float *arena = o1p_f32_buffer(arena_obj, "arena", need, 0, 1);
+    if (arena == NULL) goto fail;
+    if (o1p_check_disjoint(arena_obj, "arena", params_obj, "params") < 0) goto fail;
     npy_intp dims[3] = {a.B, a.T, c.hidden_size};
     int has_targets = a.targets != NULL;
     if (has_targets) {
@@ -405,14 +359,19 @@ static PyObject *py_model_forward(PyObject *self, PyObject *args, PyObject *kwds
         if (hid == NULL) goto fail;
     }
     int st;
-    O1P_WITHOUT_GIL(a.N * P, st = model_forward(
+    O1P_WITHOUT_GIL(o1p_mul_sat(a.N, P), st = model_forward(
         &c, params, a.B, a.T, (const int64_t *)PyArray_DATA(a.ids),
         (const int64_t *)PyArray_DATA(a.lengths),
         has_targets ? (const int64_t *)PyArray_DATA(a.targets) : NULL, a.ignore_index,
         (float)a.temperature, arena, logp ? (float *)PyArray_DATA(logp) : NULL,
         ent ? (float *)PyArray_DATA(ent) : NULL, hid ? (float *)PyArray_DATA(hid) : NULL));
+    if (st == O1P_EVALUE) {
+        PyErr_SetString(PyExc_ValueError,
+                        "params: the forward pass produced non-finite logits (are the parameters finite?)");
+        goto fail;
+    }
     if (st != O1P_OK) {
-        status_error(st, "params: the forward pass produced non-finite logits (are the parameters finite?)");
+        o1p_raise_status(st, "model_forward");
         goto fail;
     }
     result = Py_BuildValue("(OOO)", logp ? (PyObject *)logp : Py_None, ent ? (PyObject *)ent : Py_None,
@@ -442,18 +401,25 @@ static PyObject *py_model_backward(PyObject *self, PyObject *args, PyObject *kwd
         return NULL;
     if (parse_config(cfg_obj, &c) < 0) return NULL;
     npy_intp P = model_num_params(&c);
-    float *params = f32_buffer(params_obj, "params", P, 1, 0);
+    float *params = o1p_f32_buffer(params_obj, "params", P, 1, 0);
     if (params == NULL) return NULL;
-    float *grads = f32_buffer(grads_obj, "grads", P, 1, 1);
+    float *grads = o1p_f32_buffer(grads_obj, "grads", P, 1, 1);
     if (grads == NULL) return NULL;
-    if (check_disjoint(grads, P, "grads", params, P, "params") < 0) return NULL;
+    if (o1p_check_disjoint(grads_obj, "grads", params_obj, "params") < 0) return NULL;
     if (parse_batch(&c, ids_obj, mask_obj, tg_obj, ignore_obj, temp_obj, 1, &a) < 0) goto fail;
     npy_intp need = model_arena_floats(&c, a.N, 1);
-    float *arena = f32_buffer(arena_obj, "arena", need, 0, 1);
+    if (need < 0) {
+        PyErr_Format(PyExc_ValueError, "input_ids: the activation arena for %zd tokens overflows int64",
+                     (Py_ssize_t)a.N);
+        goto fail;
+    }
+    float *arena = o1p_f32_buffer(arena_obj, "arena", need, 0, 1);
     if (arena == NULL) goto fail;
     npy_intp na = PyArray_SIZE((PyArrayObject *)arena_obj);
-    if (check_disjoint(arena, na, "arena", params, P, "params") < 0 ||
-        check_disjoint(arena, na, "arena", grads, P, "grads") < 0)
+    if (o1p_check_disjoint(arena_obj, "arena", params_obj, "params") < 0 ||
+        o1p_check_disjoint(arena_obj, "arena", grads_obj, "grads") < 0 ||
+        o1p_check_disjoint(arena_obj, "arena", gl_obj, "grad_logp") < 0 ||
+        o1p_check_disjoint(grads_obj, "grads", gl_obj, "grad_logp") < 0)
         goto fail;
     gl = o1p_as_float(gl_obj, "grad_logp", 2, NPY_FLOAT32, O1P_ALLOW_INT);
     if (gl == NULL) goto fail;
@@ -461,12 +427,18 @@ static PyObject *py_model_backward(PyObject *self, PyObject *args, PyObject *kwd
         o1p_check_finite(gl, "grad_logp", 0) < 0)
         goto fail;
     int st;
-    O1P_WITHOUT_GIL(a.N * P, st = model_backward(
+    O1P_WITHOUT_GIL(o1p_mul_sat(a.N, P), st = model_backward(
         &c, params, a.B, a.T, (const int64_t *)PyArray_DATA(a.ids),
         (const int64_t *)PyArray_DATA(a.lengths), (const int64_t *)PyArray_DATA(a.targets),
         a.ignore_index, (float)a.temperature, arena, na, (const float *)PyArray_DATA(gl), grads));
+    if (st == O1P_EVALUE) {
+        PyErr_SetString(PyExc_ValueError,
+                        "arena: backward failed (was the forward run with the same inputs?); grads "
+                        "are unchanged");
+        goto fail;
+    }
     if (st != O1P_OK) {
-        status_error(st, "arena: backward failed (was the forward run with the same inputs?)");
+        o1p_raise_status(st, "model_backward");
         goto fail;
     }
     result = Py_None;
@@ -489,7 +461,7 @@ static PyObject *py_model_grad_norm(PyObject *self, PyObject *args, PyObject *kw
         return NULL;
     }
     npy_intp n = PyArray_SIZE((PyArrayObject *)g_obj);
-    float *g = f32_buffer(g_obj, "grads", n, 1, 0);
+    float *g = o1p_f32_buffer(g_obj, "grads", n, 1, 0);
     if (g == NULL) return NULL;
     double norm;
     O1P_WITHOUT_GIL(n, norm = model_grad_norm(n, g));
@@ -508,7 +480,7 @@ static PyObject *py_model_adamw_step(PyObject *self, PyObject *args, PyObject *k
         return NULL;
     long long step;
     double lr, b1, b2, eps, wd, clip = 0.0;
-    if (parse_int(step_obj, "step", &step) < 0 || o1p_parse_double(lr_obj, "lr", &lr) < 0 ||
+    if (o1p_parse_int(step_obj, "step", &step) < 0 || o1p_parse_double(lr_obj, "lr", &lr) < 0 ||
         o1p_parse_double(b1_obj, "beta1", &b1) < 0 || o1p_parse_double(b2_obj, "beta2", &b2) < 0 ||
         o1p_parse_double(eps_obj, "eps", &eps) < 0 || o1p_parse_double(wd_obj, "weight_decay", &wd) < 0)
         return NULL;
@@ -546,25 +518,29 @@ static PyObject *py_model_adamw_step(PyObject *self, PyObject *args, PyObject *k
         return NULL;
     }
     npy_intp P = PyArray_SIZE((PyArrayObject *)p_obj);
-    float *p = f32_buffer(p_obj, "params", P, 1, 1);
+    float *p = o1p_f32_buffer(p_obj, "params", P, 1, 1);
     if (p == NULL) return NULL;
-    float *g = f32_buffer(g_obj, "grads", P, 1, 0);
+    float *g = o1p_f32_buffer(g_obj, "grads", P, 1, 0);
     if (g == NULL) return NULL;
-    float *m = f32_buffer(m_obj, "exp_avg", P, 1, 1);
+    float *m = o1p_f32_buffer(m_obj, "exp_avg", P, 1, 1);
     if (m == NULL) return NULL;
-    float *v = f32_buffer(v_obj, "exp_avg_sq", P, 1, 1);
+    float *v = o1p_f32_buffer(v_obj, "exp_avg_sq", P, 1, 1);
     if (v == NULL) return NULL;
-    if (check_disjoint(p, P, "params", g, P, "grads") < 0 || check_disjoint(p, P, "params", m, P, "exp_avg") < 0 ||
-        check_disjoint(p, P, "params", v, P, "exp_avg_sq") < 0 ||
-        check_disjoint(m, P, "exp_avg", v, P, "exp_avg_sq") < 0 ||
-        check_disjoint(g, P, "grads", m, P, "exp_avg") < 0 || check_disjoint(g, P, "grads", v, P, "exp_avg_sq") < 0)
+    if (o1p_check_disjoint(p_obj, "params", g_obj, "grads") < 0 ||
+        o1p_check_disjoint(p_obj, "params", m_obj, "exp_avg") < 0 ||
+        o1p_check_disjoint(p_obj, "params", v_obj, "exp_avg_sq") < 0 ||
+        o1p_check_disjoint(m_obj, "exp_avg", v_obj, "exp_avg_sq") < 0 ||
+        o1p_check_disjoint(g_obj, "grads", m_obj, "exp_avg") < 0 ||
+        o1p_check_disjoint(g_obj, "grads", v_obj, "exp_avg_sq") < 0)
         return NULL;
     double norm = 0;
     int st;
     O1P_WITHOUT_GIL(P, st = model_adamw_step(P, p, g, m, v, step, lr, b1, b2, eps, wd, clip, &norm));
     if (st != O1P_OK) {
-        PyErr_Format(PyExc_ValueError, "grads: the gradient norm is not finite (%R); parameters not updated",
-                     PyFloat_FromDouble(norm));
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.9g", norm);
+        PyErr_Format(PyExc_ValueError, "grads: the gradient norm is not finite (%s); parameters not updated",
+                     buf);
         return NULL;
     }
     return PyFloat_FromDouble(norm);
@@ -588,15 +564,15 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
         return NULL;
     if (parse_config(cfg_obj, &c) < 0) return NULL;
     npy_intp P = model_num_params(&c);
-    float *params = f32_buffer(params_obj, "params", P, 1, 0);
+    float *params = o1p_f32_buffer(params_obj, "params", P, 1, 0);
     if (params == NULL) return NULL;
     long long max_new, seq0 = 0, fill = 0;
     double temperature, top_p;
-    if (parse_int(maxnew_obj, "max_new_tokens", &max_new) < 0 ||
+    if (o1p_parse_int(maxnew_obj, "max_new_tokens", &max_new) < 0 ||
         o1p_parse_double(temp_obj, "temperature", &temperature) < 0 ||
         o1p_parse_double(topp_obj, "top_p", &top_p) < 0 ||
-        (seq0_obj && parse_int(seq0_obj, "seq_index0", &seq0) < 0) ||
-        (fill_obj && parse_int(fill_obj, "fill", &fill) < 0))
+        (seq0_obj && o1p_parse_int(seq0_obj, "seq_index0", &seq0) < 0) ||
+        (fill_obj && o1p_parse_int(fill_obj, "fill", &fill) < 0))
         return NULL;
     if (PyBool_Check(seed_obj) || !PyLong_Check(seed_obj)) {
         PyErr_Format(PyExc_TypeError, "seed: expected an int, got %s", Py_TYPE(seed_obj)->tp_name);
@@ -604,6 +580,7 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
     }
     unsigned long long seed = PyLong_AsUnsignedLongLong(seed_obj);
     if (seed == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return NULL;
         PyErr_Clear();
         PyErr_SetString(PyExc_ValueError, "seed: must be an int in [0, 2^64)");
         return NULL;
@@ -639,14 +616,16 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
         PyErr_SetString(PyExc_ValueError, "prompt_offsets: must start at 0 and end at len(prompt_ids)");
         goto fail;
     }
+    int64_t maxp = 0;
     for (npy_intp b = 0; b < B; b++) {
         int64_t n = o[b + 1] - o[b];
+        if (n > maxp) maxp = n;
         if (n < 1) {
             PyErr_Format(PyExc_ValueError, "prompts: prompt %zd is empty (every prompt needs >= 1 token)",
                          (Py_ssize_t)b);
             goto fail;
         }
-        if (n + max_new > c.max_positions) {
+        if (n > c.max_positions - max_new) { /* n + max_new > context, without overflow */
             PyErr_Format(PyExc_ValueError,
                          "max_new_tokens: prompt %zd has %lld tokens; with max_new_tokens = %lld it "
                          "exceeds the model's context (max_position_embeddings = %lld)",
@@ -658,12 +637,16 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
      * pass the ignore-index exception of o1p_check_index_range and read one row
      * before the embedding matrix) */
     if (o1p_check_ids(ids, "prompts", 0, c.vocab_size) < 0) goto fail;
-    if (o1p_check_blas_size(total * 3 * c.hidden_size, "prompts") < 0 ||
+    if (o1p_check_blas_size(o1p_mul_sat(total, 3 * c.hidden_size), "prompts") < 0 ||
         o1p_check_product(B, max_new, NPY_MAX_INT32, "max_new_tokens") < 0 ||
         o1p_check_product(B, c.num_layers * 2 * c.hidden_size, NPY_MAX_INTP / 8, "prompts: KV cache") < 0 ||
         o1p_check_product(B * c.num_layers * 2 * c.hidden_size, c.max_positions, NPY_MAX_INTP / 8,
                           "prompts: KV cache") < 0)
         goto fail;
+    if (model_generate_work_floats(&c, B, total, maxp, max_new) < 0) {
+        PyErr_SetString(PyExc_ValueError, "prompts: the workspace for these sizes overflows int64");
+        goto fail;
+    }
     if (stop_obj != Py_None) {
         stop = o1p_as_index(stop_obj, "stop_token_id", 1);
         if (stop == NULL) goto fail;
@@ -671,10 +654,10 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
     float *work = NULL;
     npy_intp work_floats = 0;
     if (work_obj != Py_None) {
-        work = f32_buffer(work_obj, "workspace", 0, 0, 1);
+        work = o1p_f32_buffer(work_obj, "workspace", 0, 0, 1);
         if (work == NULL) goto fail;
         work_floats = PyArray_SIZE((PyArrayObject *)work_obj);
-        if (check_disjoint(work, work_floats, "workspace", params, P, "params") < 0) goto fail;
+        if (o1p_check_disjoint(work_obj, "workspace", params_obj, "params") < 0) goto fail;
     }
     npy_intp tdims[2] = {B, max_new};
     tokens = (PyArrayObject *)PyArray_EMPTY(2, tdims, NPY_INT64, 0);
@@ -689,8 +672,12 @@ static PyObject *py_model_generate(PyObject *self, PyObject *args, PyObject *kwd
         (int64_t *)PyArray_DATA(lengths),
         (uint8_t *)PyArray_DATA(stopped));
     Py_END_ALLOW_THREADS
+    if (st == O1P_EVALUE) {
+        PyErr_SetString(PyExc_ValueError, "params: sampling met non-finite logits (are the parameters finite?)");
+        goto fail;
+    }
     if (st != O1P_OK) {
-        status_error(st, "params: sampling met non-finite logits (are the parameters finite?)");
+        o1p_raise_status(st, "model_generate");
         goto fail;
     }
     result = Py_BuildValue("(OOO)", tokens, lengths, stopped);
@@ -708,28 +695,38 @@ fail:
 
 PyMethodDef o1p_model_methods[] = {
     {"model_layout", O1P_KW(py_model_layout),
-     "model_layout(config) -> [(name, offset, shape)] of the flat parameter buffer"},
-    {"model_num_params", O1P_KW(py_model_num_params), "model_num_params(config) -> int"},
+     "model_layout($module, /, config)\n--\n\n"
+     "The flat parameter buffer's layout -> [(name, offset, shape)]."},
+    {"model_num_params", O1P_KW(py_model_num_params),
+     "model_num_params($module, /, config)\n--\n\n"
+     "Number of float32 parameters -> int."},
     {"model_arena_size", O1P_KW(py_model_arena_size),
-     "model_arena_size(config, n_tokens, threads=1) -> float32 elements of the activation arena "
-     "(with room for threads - 1 private gradient buffers)"},
+     "model_arena_size($module, /, config, n_tokens, threads=1)\n--\n\n"
+     "float32 elements of the activation arena (with room for threads - 1 private gradient "
+     "buffers) -> int."},
     {"model_forward", O1P_KW(py_model_forward),
-     "model_forward(config, params, arena, input_ids, attention_mask=None, targets=None, "
-     "ignore_index=-100, temperature=1.0, return_entropy=False, return_hidden=False) -> "
-     "(logp[B,T] or None, entropy or None, hidden[B,T,d] or None)"},
+     "model_forward($module, /, config, params, arena, input_ids, attention_mask=None, "
+     "targets=None, ignore_index=-100, temperature=1.0, return_entropy=False, "
+     "return_hidden=False)\n--\n\n"
+     "The model's forward pass -> (logp[B,T] or None, entropy or None, hidden[B,T,d] or None)."},
     {"model_backward", O1P_KW(py_model_backward),
-     "model_backward(config, params, grads, arena, input_ids, attention_mask, targets, grad_logp, "
-     "ignore_index=-100, temperature=1.0): accumulates d(sum grad_logp*logp)/d params into grads"},
-    {"model_grad_norm", O1P_KW(py_model_grad_norm), "model_grad_norm(grads) -> global L2 norm"},
+     "model_backward($module, /, config, params, grads, arena, input_ids, attention_mask, "
+     "targets, grad_logp, ignore_index=-100, temperature=1.0)\n--\n\n"
+     "Accumulates d(sum grad_logp*logp)/d params into grads -> None."},
+    {"model_grad_norm", O1P_KW(py_model_grad_norm),
+     "model_grad_norm($module, /, grads)\n--\n\n"
+     "The gradient's global L2 norm -> float."},
     {"model_adamw_step", O1P_KW(py_model_adamw_step),
-     "model_adamw_step(params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, "
-     "weight_decay, max_grad_norm=None) -> grad norm before clipping"},
+     "model_adamw_step($module, /, params, grads, exp_avg, exp_avg_sq, step, lr, beta1, beta2, "
+     "eps, weight_decay, max_grad_norm=None)\n--\n\n"
+     "One AdamW step in place -> the gradient norm before clipping."},
     {"model_generate_work_size", O1P_KW(py_model_generate_work_size),
-     "model_generate_work_size(config, n_prompts, n_prompt_tokens, max_prompt, max_new_tokens) -> "
-     "float32 elements of model_generate's workspace at the current thread count"},
+     "model_generate_work_size($module, /, config, n_prompts, n_prompt_tokens, max_prompt, "
+     "max_new_tokens)\n--\n\n"
+     "float32 elements of model_generate's workspace at the current thread count -> int."},
     {"model_generate", O1P_KW(py_model_generate),
-     "model_generate(config, params, prompt_ids, prompt_offsets, max_new_tokens, temperature, "
-     "top_p, stop_token_ids, seed, seq_index0=0, fill=0, workspace=None) -> (tokens[B,max_new], "
-     "lengths[B], stopped[B])"},
+     "model_generate($module, /, config, params, prompt_ids, prompt_offsets, max_new_tokens, "
+     "temperature, top_p, stop_token_ids, seed, seq_index0=0, fill=0, workspace=None)\n--\n\n"
+     "Sample continuations -> (tokens[B,max_new], lengths[B], stopped[B])."},
     {NULL, NULL, 0, NULL},
 };

@@ -21,10 +21,11 @@ static const int aggregate_code[] = {
     -1, PPO_AGG_MEAN, PPO_AGG_SUM, PPO_AGG_SEQ_MEAN_TOKEN_MEAN, PPO_AGG_TOKEN_MEAN, PPO_AGG_DR_GRPO,
     PPO_AGG_TOKEN_MEAN, PPO_AGG_SEQ_MEAN_TOKEN_MEAN, PPO_AGG_SEQ_MEAN_TOKEN_SUM};
 
-/* The mask as uint8. A C-contiguous bool array (the usual case) is already
- * bytes of 0/1: view it instead of copying a [B,T] array on every call (this
- * objective is memory-bound). Anything else goes through o1p_as_mask. The
- * view is only read. */
+/* The mask as uint8. A C-contiguous bool array (the usual case) is viewed as
+ * bytes instead of copied on every call (this objective is memory-bound).
+ * Its bytes need not be 0/1 (a uint8 array viewed as bool): the kernels take
+ * any nonzero byte as True, as NumPy does. Anything else goes through
+ * o1p_as_mask. The view is only read, and nothing is sized from it. */
 static PyArrayObject *mask_u8(PyObject *obj) {
     if (PyArray_Check(obj)) {
         PyArrayObject *a = (PyArrayObject *)obj;
@@ -298,12 +299,16 @@ fail:
 
 PyMethodDef o1p_ppo_methods[] = {
     {"sequence_logprobs", (PyCFunction)(void (*)(void))py_sequence_logprobs, METH_VARARGS | METH_KEYWORDS,
-     "sequence_logprobs(token_logp, mask, reduce='sum') -> float64[B]"},
+     "sequence_logprobs($module, /, token_logp, mask, reduce='sum')\n--\n\n"
+     "Per-sequence sums or means of token log-probs over the mask -> float64[B]."},
     {"sequence_logprobs_backward", (PyCFunction)(void (*)(void))py_sequence_logprobs_backward,
-     METH_VARARGS | METH_KEYWORDS, "sequence_logprobs_backward(grad, mask, reduce='sum') -> float32[B,T]"},
+     METH_VARARGS | METH_KEYWORDS,
+     "sequence_logprobs_backward($module, /, grad, mask, reduce='sum')\n--\n\n"
+     "Gradient of sequence_logprobs -> float32[B,T]."},
     {"ppo_clip_loss", (PyCFunction)(void (*)(void))py_ppo_clip_loss, METH_VARARGS | METH_KEYWORDS,
-     "ppo_clip_loss(logp, ref_logp, advantages, mask, eps_low=0.2, eps_high=0.2, ratio='sequence_mean', "
-     "aggregate=None, dual_clip=None, logratio_clamp=None) -> (loss, grad float32[B,T], (clip_fraction, "
-     "dual_clip_fraction, approx_kl, ratio_mean, ratio_min, ratio_max, count))"},
+     "ppo_clip_loss($module, /, logp, ref_logp, advantages, mask, eps_low=0.2, eps_high=0.2, "
+     "ratio='sequence_mean', aggregate=None, dual_clip=None, logratio_clamp=None)\n--\n\n"
+     "The PPO-clip loss and its gradient -> (loss, grad float32[B,T], (clip_fraction, "
+     "dual_clip_fraction, approx_kl, ratio_mean, ratio_min, ratio_max, count))."},
     {NULL, NULL, 0, NULL},
 };

@@ -178,6 +178,23 @@ fail:
 
 static const char *const normalize_choices[] = {"None", "dataset", "group", NULL};
 
+/* clip[i] as a double. A non-number (TypeError from __float__) becomes the
+ * message below; any other exception (KeyboardInterrupt, MemoryError, an
+ * error of the object's own __getitem__ or __float__) goes through as is. */
+static int clip_bound(PyObject *clip_obj, Py_ssize_t i, double *out) {
+    PyObject *v = PySequence_GetItem(clip_obj, i);
+    if (v == NULL) return -1;
+    *out = PyFloat_AsDouble(v);
+    Py_DECREF(v);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+        PyErr_Clear();
+        PyErr_SetString(PyExc_TypeError, "clip: low and high must be real numbers");
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_harmonize_weights(PyObject *self, PyObject *args, PyObject *kwds) {
     (void)self;
     static char *kwlist[] = {"rewards", "clip", "normalize", "group", NULL};
@@ -200,16 +217,7 @@ static PyObject *py_harmonize_weights(PyObject *self, PyObject *args, PyObject *
             PyErr_SetString(PyExc_ValueError, "clip: expected a (low, high) pair");
             return NULL;
         }
-        PyObject *a = PySequence_GetItem(clip_obj, 0), *b = PySequence_GetItem(clip_obj, 1);
-        lo = a ? PyFloat_AsDouble(a) : -1;
-        hi = b ? PyFloat_AsDouble(b) : -1;
-        Py_XDECREF(a);
-        Py_XDECREF(b);
-        if (PyErr_Occurred()) {
-            PyErr_Clear();
-            PyErr_SetString(PyExc_TypeError, "clip: low and high must be real numbers");
-            return NULL;
-        }
+        if (clip_bound(clip_obj, 0, &lo) < 0 || clip_bound(clip_obj, 1, &hi) < 0) return NULL;
         if (!(lo < hi) || isnan(lo) || isnan(hi)) {
             PyErr_SetString(PyExc_ValueError, "clip: low must be < high (and neither NaN)");
             return NULL;
@@ -251,11 +259,15 @@ fail:
 
 PyMethodDef o1p_rewards_methods[] = {
     {"reference_stats", (PyCFunction)(void (*)(void))py_reference_stats, METH_VARARGS | METH_KEYWORDS,
-     "reference_stats(lengths, correct, group=None, offsets=None) -> (ids, mean_length, accuracy, count, inverse)"},
+     "reference_stats($module, /, lengths, correct, group=None, offsets=None)\n--\n\n"
+     "Per-problem reference statistics -> (ids, mean_length, accuracy, count, inverse)."},
     {"length_harmonizing_reward", (PyCFunction)(void (*)(void))py_length_harmonizing_reward,
      METH_VARARGS | METH_KEYWORDS,
-     "length_harmonizing_reward(lengths, correct, ref_mean_length, ref_accuracy, lam) -> float64[S]"},
+     "length_harmonizing_reward($module, /, lengths, correct, ref_mean_length, ref_accuracy, lam)"
+     "\n--\n\n"
+     "The length-harmonizing reward of each sample -> float64[S]."},
     {"harmonize_weights", (PyCFunction)(void (*)(void))py_harmonize_weights, METH_VARARGS | METH_KEYWORDS,
-     "harmonize_weights(rewards, clip=None, normalize=None, group=None) -> float64[S]"},
+     "harmonize_weights($module, /, rewards, clip=None, normalize=None, group=None)\n--\n\n"
+     "Clip and z-normalise rewards into training weights -> float64[S]."},
     {NULL, NULL, 0, NULL},
 };

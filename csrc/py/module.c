@@ -18,13 +18,14 @@
 
 static PyObject *py_set_num_threads(PyObject *self, PyObject *arg) {
     (void)self;
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) {
-        PyErr_Format(PyExc_TypeError, "n: expected an int, got %s", Py_TYPE(arg)->tp_name);
-        return NULL;
+    long long n;
+    if (o1p_parse_int(arg, "n", &n) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) return NULL;
+        PyErr_Clear(); /* only the "does not fit int64" error: name the range */
+        n = -1;
     }
     if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "n: number of threads must be in [1, 4096], got %ld", n);
+        PyErr_Format(PyExc_ValueError, "n: number of threads must be in [1, 4096], got %R", arg);
         return NULL;
     }
     o1p_set_num_threads((int)n);
@@ -95,11 +96,11 @@ fail:
 
 static PyMethodDef core_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O,
-     "set_num_threads(n): threads used by o1pruner's kernels and by BLAS"},
-    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
-    {"build_info", py_build_info, METH_NOARGS, "build_info() -> dict of build and runtime facts"},
+     "set_num_threads($module, n, /)\n--\n\nThreads used by o1pruner's kernels and by BLAS."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads($module, /)\n--\n\nThreads o1pruner's kernels use (an int)."},
+    {"build_info", py_build_info, METH_NOARGS, "build_info($module, /)\n--\n\nA dict of build and runtime facts."},
     {"sgemm", (PyCFunction)(void (*)(void))py_sgemm, METH_VARARGS | METH_KEYWORDS,
-     "sgemm(a, b, trans_a=False, trans_b=False) -> op(a) @ op(b) in float32 through BLAS"},
+     "sgemm($module, /, a, b, trans_a=False, trans_b=False)\n--\n\nop(a) @ op(b) in float32 through BLAS."},
     {NULL, NULL, 0, NULL},
 };
 

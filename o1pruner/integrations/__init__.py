@@ -15,15 +15,25 @@ records (:func:`o1pruner.presample`, or any samples file
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from ..data.validators import finite_number
+from ..kernels.rewards import harmonize_weights, length_harmonizing_reward
 
 __all__ = ["reference_table", "with_reference_stats"]
 
 #: Column names the reward functions read by default.
 REF_LENGTH = "ref_mean_length"
 REF_ACCURACY = "ref_accuracy"
+
+#: The on-policy rewards' default clip: the public code's weight clip
+#: (``w <= -2 -> -2``, ``w > 4 -> 4``, method.md step 2).
+DEFAULT_CLIP = (-2.0, 4.0)
+#: ``length_bonus`` values: "correct" (default) pays the bonus for being
+#: shorter than Lbar_ref to fully correct responses only; "all" is the paper's R.
+LENGTH_BONUS = ("correct", "all")
 
 
 def reference_table(samples, *, key: str = "problem", **load_kwargs) -> Dict[Any, Dict[str, float]]:
@@ -87,7 +97,7 @@ def with_reference_stats(rows: Sequence[Mapping[str, Any]], samples, *, key: str
 
 # ---- shared by the reward functions --------------------------------------------
 
-def _grader(grader: Optional[Callable]) -> Callable:
+def resolve_grader(grader: Optional[Callable]) -> Callable:
     """``grader(responses, golds) -> bools``; default the package grader
     (last \\boxed{} first, then graded in C)."""
     if grader is not None:
@@ -95,14 +105,14 @@ def _grader(grader: Optional[Callable]) -> Callable:
             raise TypeError(f"grader: expected a callable (responses, golds) -> bools, got {type(grader).__name__}")
         return grader
     try:
-        from ..grading import grade_responses
+        from ..kernels.grading import grade_responses
     except ImportError as exc:  # pragma: no cover - until the grader is built in
         raise RuntimeError("grader: o1pruner.grading is not available in this build; "
                            "pass grader=callable(responses, golds) -> bools") from exc
     return grade_responses
 
 
-def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
+def grade_correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np.ndarray:
     got = np.asarray(grader(list(texts), [str(g) for g in golds]))
     if got.shape != (len(texts),):
         raise ValueError(f"grader: returned shape {got.shape} for {len(texts)} responses")
@@ -113,11 +123,48 @@ def _correct(grader: Callable, texts: Sequence[str], golds: Sequence[Any]) -> np
     raise ValueError(f"grader: must return booleans or numbers in [0, 1], got dtype {got.dtype}")
 
 
-def _stat(value: Any, name: str, i: int) -> float:
+def ref_stat(value: Any, name: str, i: int) -> float:
+    """A reference statistic of sample `i` (column or key `name`) as a finite float."""
+    return finite_number(value, f"{name} (sample {i})")
+
+
+def reward_options(lam: Any, clip: Any, length_bonus: Any) -> Tuple[float, Optional[Tuple[float, float]], str]:
+    """Validated (lam, clip, length_bonus) of the on-policy rewards. `clip`
+    may come from a config file as a list (verl's Hydra ``reward_kwargs``)."""
     try:
-        v = float(value)
+        lam = float(lam)
     except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number for sample {i}, got {type(value).__name__}") from None
-    if not math.isfinite(v):
-        raise ValueError(f"{name}: not finite for sample {i} ({v})")
-    return v
+        raise TypeError(f"lam: expected a number, got {type(lam).__name__}") from None
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise ValueError(f"lam: must be finite and >= 0, got {lam}")
+    if clip is not None:
+        if isinstance(clip, (str, bytes)) or not hasattr(clip, "__len__") or len(clip) != 2:
+            raise TypeError(f"clip: expected a (low, high) pair or None, got {clip!r}")
+        clip = (float(clip[0]), float(clip[1]))
+        harmonize_weights([0.0], clip=clip, normalize=None)  # the core validates the pair (finite, low < high)
+    if length_bonus not in LENGTH_BONUS:
+        raise ValueError(f"length_bonus: expected one of {LENGTH_BONUS}, got {length_bonus!r}")
+    return lam, clip, length_bonus
+
+
+def on_policy_reward(lengths: np.ndarray, correct: np.ndarray, lbar: np.ndarray, abar: np.ndarray, *,
+                      lam: float, clip: Optional[Tuple[float, float]], length_bonus: str) -> np.ndarray:
+    """R = Lbar_ref / L - 1 + lam * (A - Abar_ref) (method.md step 2, the C
+    kernel), as an on-policy reward.
+
+    On-policy, the policy can produce what the reference never sampled: an
+    empty or one-token wrong answer has L = 1, so its length term
+    Lbar_ref - 1 dwarfs the accuracy term (Lbar_ref = 40, Abar_ref = 0.5,
+    lam = 2: R = 38 against 1.29 for a correct 31-token answer). With
+    ``length_bonus="correct"`` a response that is not fully correct earns no
+    bonus for being shorter than Lbar_ref (its length counts as Lbar_ref;
+    being longer still costs), so within a problem every correct response
+    outscores every wrong one when lam >= 1. `clip` then bounds R (the public
+    code's weight clip); clipping alone keeps the order (38 -> 4 > 1.29).
+    """
+    if length_bonus == "correct":
+        lengths = np.where((correct < 1) & (lengths < lbar), lbar, lengths)
+    r = length_harmonizing_reward(lengths, correct, lbar, abar, lam=lam)
+    if clip is not None:
+        r = harmonize_weights(r, clip=clip, normalize=None)
+    return r

@@ -37,8 +37,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..pipeline import _check_build_options, _lengths_and_correct
-from ..rewards import harmonize_weights, length_harmonizing_reward, reference_stats
+from ..kernels.rewards import harmonize_weights, length_harmonizing_reward, reference_stats
+from ..pipeline.build import check_build_options
+from ..pipeline.generate import lengths_and_correct
 
 __all__ = ["build_dataset_ray"]
 
@@ -112,12 +113,12 @@ def build_dataset_ray(
         (lazy: nothing runs until it is consumed or written).
     """
     _require_ray()
-    _check_build_options(lam, samples_per_problem, "random", normalize, clip, grade_from)
+    check_build_options(lam, samples_per_problem, "random", normalize, clip, grade_from)
     lam = float(lam)
 
     def measure(batch):
         recs = _rows(batch)
-        lengths, correct = _lengths_and_correct(recs, None, grader, grade_from, "samples")
+        lengths, correct = lengths_and_correct(recs, None, grader, grade_from, "samples")
         batch = batch.copy()
         batch["length"] = lengths
         batch["correct"] = correct

@@ -18,9 +18,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..rewards import harmonize_weights
-from ..rewards import length_harmonizing_reward as _reward_kernel
-from . import REF_ACCURACY, REF_LENGTH, _correct, _grader, _stat
+from . import DEFAULT_CLIP, REF_ACCURACY, REF_LENGTH, grade_correct, on_policy_reward, ref_stat, resolve_grader, reward_options
 
 __all__ = ["length_harmonizing_reward"]
 
@@ -47,7 +45,8 @@ def length_harmonizing_reward(
     ref_accuracy_column: str = REF_ACCURACY,
     grader: Optional[Callable] = None,
     eos_token_id: Union[None, int, Sequence[int]] = None,
-    clip: Optional[Tuple[float, float]] = None,
+    clip: Optional[Tuple[float, float]] = DEFAULT_CLIP,
+    length_bonus: str = "correct",
     log_metrics: bool = True,
     name: str = "length_harmonizing_reward",
 ) -> Callable[..., List[float]]:
@@ -70,9 +69,14 @@ def length_harmonizing_reward(
         TRL's ``completion_ids`` end with the eos token when generation
         stopped; pass the tokenizer's eos id(s) so that it is not counted,
         as lengths counted from text (:func:`o1pruner.presample`) do not.
-    clip : (low, high), optional
-        Clip the reward like the public code's weights (``(-2, 4)``); default
-        no clipping (GRPO normalises per group).
+    clip : (low, high) or None, default (-2.0, 4.0)
+        Clip the reward like the public code's weights (``w <= -2 -> -2``,
+        ``w > 4 -> 4``); None for the unclipped R.
+    length_bonus : {"correct", "all"}, default "correct"
+        "correct": a response that is not fully correct earns no bonus for
+        being shorter than Lbar_ref (its length counts as Lbar_ref), so an
+        empty wrong answer cannot outscore a correct one (see Notes); "all":
+        the paper's R for every response (with ``clip=None``: R exactly).
     log_metrics : bool, default True
         When TRL passes ``log_metric`` (recent versions), log the batch's
         mean accuracy, mean length and mean L/Lbar_ref under ``o1pruner/``.
@@ -85,6 +89,15 @@ def length_harmonizing_reward(
         ``reward(prompts, completions, completion_ids=None, **columns) ->
         list[float]``.
 
+    Raises
+    ------
+    TypeError
+        An unknown keyword argument (``lamda=5.0``), a `clip` that is not a
+        pair.
+    ValueError
+        A negative or non-finite `lam`, ``low >= high``, an unknown
+        `length_bonus`.
+
     Raises (when called)
     --------------------
     ValueError
@@ -95,7 +108,12 @@ def length_harmonizing_reward(
     Notes
     -----
     An empty completion (only the eos token) counts as length 1, so its
-    reward stays finite.
+    reward stays finite. The paper's R is an off-policy weight on samples of
+    the reference; used on-policy it pays for collapse: with Lbar_ref = 40,
+    Abar_ref = 0.5, lam = 2, an empty or one-token *wrong* answer gets
+    R = 40 - 1 + 2 (0 - 0.5) = 38.0 against 1.29 for a correct 31-token
+    answer. The clip alone makes that 4.0 against 1.29 (still preferred);
+    with the default ``length_bonus="correct"`` it is -1.0 against 1.29.
 
     Examples
     --------
@@ -105,12 +123,8 @@ def length_harmonizing_reward(
     ...   ground_truth_answer=["2", "2"], ref_mean_length=[100.0, 100.0], ref_accuracy=[0.5, 0.5])
     [2.0, -1.5]
     """
-    lam = float(lam)
-    if not (lam >= 0 and np.isfinite(lam)):
-        raise ValueError(f"lam: must be finite and >= 0, got {lam}")
-    if clip is not None:
-        harmonize_weights([0.0], clip=clip, normalize=None)  # validates the pair now
-    grade = _grader(grader)
+    lam, clip, length_bonus = reward_options(lam, clip, length_bonus)
+    grade = resolve_grader(grader)
     eos = set() if eos_token_id is None else ({int(eos_token_id)} if np.ndim(eos_token_id) == 0
                                                else {int(e) for e in eos_token_id})
 
@@ -139,15 +153,13 @@ def length_harmonizing_reward(
             if eos and ids and int(ids[-1]) in eos:
                 ids = ids[:-1]
             lengths[i] = max(len(ids), 1)
-        lbar = np.array([_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
-        abar = np.array([_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
+        lbar = np.array([ref_stat(v, ref_length_column, i) for i, v in enumerate(columns[ref_length_column])])
+        abar = np.array([ref_stat(v, ref_accuracy_column, i) for i, v in enumerate(columns[ref_accuracy_column])])
         if np.any(lbar <= 0):
             i = int(np.flatnonzero(lbar <= 0)[0])
             raise ValueError(f"{ref_length_column}: must be > 0, got {lbar[i]} for sample {i}")
-        correct = _correct(grade, texts, columns[answer_column])
-        r = _reward_kernel(lengths, correct, lbar, abar, lam=lam)
-        if clip is not None:
-            r = harmonize_weights(r, clip=clip, normalize=None)
+        correct = grade_correct(grade, texts, columns[answer_column])
+        r = on_policy_reward(lengths, correct, lbar, abar, lam=lam, clip=clip, length_bonus=length_bonus)
         log = columns.get("log_metric")
         if log_metrics and callable(log) and n:
             log("o1pruner/accuracy", float(correct.mean()))

@@ -15,7 +15,8 @@ import numpy as np
 
 from .._atomic import atomic_write
 
-__all__ = ["write_safetensors", "read_safetensors", "atomic_write_bytes", "to_bfloat16_bits"]
+__all__ = ["write_safetensors", "read_safetensors", "read_safetensors_header", "atomic_write_bytes",
+           "to_bfloat16_bits"]
 
 _TO_CODE = {
     np.dtype("float32"): "F32",
@@ -98,30 +99,52 @@ def write_safetensors(path: str, tensors: Mapping[str, object],
     _atomic_write(path, write)
 
 
+def _read_header(f, path: str) -> Tuple[Dict[str, Tuple[str, Tuple[int, ...], int, int]], Dict[str, str], int]:
+    """Parse the header from an open file: (name -> (dtype code, shape,
+    start, end), metadata, header length). Nothing of the data is read."""
+    raw = f.read(8)
+    if len(raw) != 8:
+        raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
+    (n,) = struct.unpack("<Q", raw)
+    if n > _MAX_HEADER:
+        raise ValueError(f"{path}: safetensors header of {n} bytes is too large")
+    try:
+        header = json.loads(f.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: invalid safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: invalid safetensors header (not a JSON object)")
+    metadata = header.pop("__metadata__", None) or {}
+    entries = {}
+    for name, info in header.items():
+        try:
+            code, shape, (start, end) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
+            start, end = int(start), int(end)
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{path}: invalid header entry for {name!r}") from None
+        if not isinstance(code, str) or any(s < 0 for s in shape):
+            raise ValueError(f"{path}: invalid header entry for {name!r}")
+        entries[name] = (code, shape, start, end)
+    return entries, dict(metadata), n
+
+
+def read_safetensors_header(path: str) -> Tuple[Dict[str, Tuple[str, Tuple[int, ...]]], Dict[str, str]]:
+    """The header of a safetensors file without its data: (dict name ->
+    (dtype code such as "F32" or "BOOL", shape), metadata dict). Lets a
+    loader check names, shapes and dtypes before it allocates anything."""
+    with open(path, "rb") as f:
+        entries, metadata, _ = _read_header(f, path)
+    return {k: (code, shape) for k, (code, shape, _, _) in entries.items()}, metadata
+
+
 def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Read a safetensors file: (dict name -> array in native byte order,
     metadata dict). bfloat16 tensors are widened to float32."""
     with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError(f"{path}: not a safetensors file (shorter than 8 bytes)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > _MAX_HEADER:
-            raise ValueError(f"{path}: safetensors header of {n} bytes is too large")
-        try:
-            header = json.loads(f.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: invalid safetensors header ({exc})") from None
+        entries, metadata, _ = _read_header(f, path)
         data = f.read()
-    if not isinstance(header, dict):
-        raise ValueError(f"{path}: invalid safetensors header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
     out: Dict[str, np.ndarray] = {}
-    for name, info in header.items():
-        try:
-            code, shape, (start, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise ValueError(f"{path}: invalid header entry for {name!r}") from None
+    for name, (code, shape, start, end) in entries.items():
         count = int(np.prod(shape, dtype=np.int64))
         if code == "BF16":
             if end - start != 2 * count or not 0 <= start <= end <= len(data):
@@ -136,4 +159,4 @@ def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
         if end - start != count * dt.itemsize or not 0 <= start <= end <= len(data):
             raise ValueError(f"{path}: data offsets of {name!r} do not match its shape")
         out[name] = np.frombuffer(data, dtype=le, count=count, offset=start).astype(dt).reshape(shape)
-    return out, dict(metadata)
+    return out, metadata

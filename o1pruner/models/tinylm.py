@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Se
 import numpy as np
 
 from .._loader import _core
-from ._safetensors import atomic_write_bytes, read_safetensors, to_bfloat16_bits, write_safetensors
+from ._safetensors import (atomic_write_bytes, read_safetensors, read_safetensors_header, to_bfloat16_bits,
+                           write_safetensors)
 
 __all__ = ["TinyLMConfig", "TinyLM", "Generation", "next_token_targets"]
 
@@ -564,6 +565,25 @@ class TinyLM:
         self._touch()
         return norm
 
+    def optimizer_state(self) -> Dict[str, Any]:
+        """The AdamW state: copies of the first and second moments (``exp_avg``,
+        ``exp_avg_sq``, flat float32) and the step count (``step``)."""
+        return {"exp_avg": self._exp_avg.copy(), "exp_avg_sq": self._exp_avg_sq.copy(), "step": int(self.step_count)}
+
+    def load_optimizer_state(self, state: Dict[str, Any]) -> None:
+        """Set the AdamW state from :meth:`optimizer_state` (of a model of the
+        same architecture)."""
+        for k in ("exp_avg", "exp_avg_sq"):
+            a = np.asarray(state[k], dtype=np.float32)
+            if a.shape != self._exp_avg.shape:
+                raise ValueError(f"{k}: expected shape {self._exp_avg.shape}, got {a.shape}")
+        step = state["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+            raise ValueError(f"step: must be an int >= 0, got {step!r}")
+        self._exp_avg[...] = state["exp_avg"]
+        self._exp_avg_sq[...] = state["exp_avg_sq"]
+        self.step_count = int(step)
+
     def grad_norm(self) -> float:
         """Global L2 norm of the accumulated gradients."""
         return _core.model_grad_norm(self._grads)
@@ -805,9 +825,14 @@ class TinyLM:
         path = os.fspath(path)
         with open(os.path.join(path, "config.json")) as f:
             config = TinyLMConfig.from_dict(json.load(f))
+        weights = os.path.join(path, "model.safetensors")
+        # config.json is checked against the weights' header before anything
+        # of the config's size is allocated (a wrong num_hidden_layers would
+        # otherwise allocate, and initialise, a model the file cannot fill)
+        _check_weights_header(config, weights)
         model = cls(config, seed=None)
-        tensors, _ = read_safetensors(os.path.join(path, "model.safetensors"))
-        model.load_state_dict({k: np.asarray(v, dtype=np.float32) for k, v in tensors.items()})
+        tensors, _ = read_safetensors(weights)
+        model.load_state_dict(tensors)  # checks the dtype before converting to float32
         opt_path = os.path.join(path, "optimizer.safetensors")
         if optimizer and os.path.exists(opt_path):
             state, meta = read_safetensors(opt_path)
@@ -823,6 +848,42 @@ class TinyLM:
         return (f"TinyLM(vocab={c.vocab_size}, d={c.hidden_size}, layers={c.num_hidden_layers}, "
                 f"heads={c.num_attention_heads}, ff={c.intermediate_size}, "
                 f"context={c.max_position_embeddings}, params={self.num_parameters:,})")
+
+
+_FLOAT_CODES = ("F32", "F16", "BF16", "F64")
+
+
+def _check_weights_header(config: "TinyLMConfig", path: str) -> None:
+    """ValueError / TypeError unless the safetensors header at `path` holds
+    exactly the tensors of `config` (names, shapes; an optional tied
+    ``lm_head.weight``), all floating point. Reads only the header."""
+    header, _ = read_safetensors_header(path)
+    layers = set()
+    for name in header:
+        parts = name.split(".")
+        if len(parts) > 3 and parts[:2] == ["model", "layers"] and parts[2].isdigit():
+            layers.add(int(parts[2]))
+    L = int(config.num_hidden_layers)
+    if len(layers) != L or layers != set(range(L)):
+        held = f"layers {min(layers)}..{max(layers)} ({len(layers)} in all)" if layers else "no layers"
+        raise ValueError(f"{path}: config.json says num_hidden_layers = {L}, but the weights hold {held}")
+    # the layout is now bounded by what the file itself lists
+    want = {name: tuple(shape) for name, _, shape in _core.model_layout(config._c_tuple())}
+    emb = want["model.embed_tokens.weight"]
+    if "lm_head.weight" in header:
+        want["lm_head.weight"] = emb
+    missing = sorted(set(want) - set(header))
+    unknown = sorted(set(header) - set(want))
+    if missing or unknown:
+        raise ValueError(f"{path}: does not match config.json: unknown names {unknown[:5]}, "
+                         f"missing names {missing[:5]}")
+    for name, shape in want.items():
+        code, got = header[name]
+        if tuple(got) != shape:
+            raise ValueError(f"{path}: {name} has shape {tuple(got)}, but config.json implies {shape}")
+        if code not in _FLOAT_CODES:
+            raise TypeError(f"{path}: {name} has dtype {code}, expected a floating-point tensor "
+                            f"({', '.join(_FLOAT_CODES)})")
 
 
 def _asarray(x: Any, name: str) -> np.ndarray:

@@ -47,7 +47,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from .arithmetic import ANSWER_PREFIX, PROMPT_TEMPLATE, CharTokenizer
+from .arithmetic import PROMPT_TEMPLATE, CharTokenizer
+from .common import ANSWER_PREFIX, answer_of_line, check_law, grade_answers, level_list, near_miss, require_count
 
 __all__ = [
     "SumLevel",
@@ -116,16 +117,6 @@ SUM_CHECK_PROBS: Tuple[float, ...] = (0.25, 0.225, 0.315, 0.21)
 #: answer rule; they are not what makes a level hard for a model.
 GUESS_SLIP = 0.3
 STEP_SLIP = 0.05
-
-
-def _near_miss(value: int, rng: np.random.Generator) -> int:
-    """A plausible wrong result near `value` (a digit or carry slip), >= 0."""
-    deltas = (1, 2, 9, 10, 11, 20)
-    while True:
-        d = int(deltas[rng.integers(len(deltas))])
-        cand = value + d if rng.random() < 0.5 else value - d
-        if cand >= 0 and cand != value:
-            return cand
 
 
 def check_order(n: int, i: int) -> Tuple[int, ...]:
@@ -269,12 +260,7 @@ class AdditionTask:
         for i, lv in enumerate(self.levels):
             if not isinstance(lv, SumLevel):
                 raise TypeError(f"levels: item {i} is {type(lv).__name__}, expected SumLevel")
-        probs = np.asarray(SUM_CHECK_PROBS if check_probs is None else check_probs, dtype=np.float64)
-        if probs.ndim != 1 or probs.size < 1 or not np.all(np.isfinite(probs)) or np.any(probs < 0):
-            raise ValueError("check_probs: need a 1-d sequence of non-negative finite probabilities")
-        if abs(probs.sum() - 1.0) > 1e-9:
-            raise ValueError(f"check_probs: must sum to 1, got {probs.sum():.6g}")
-        self.check_probs: Tuple[float, ...] = tuple(float(p) for p in probs)
+        self.check_probs: Tuple[float, ...] = check_law(SUM_CHECK_PROBS if check_probs is None else check_probs)
         for name, v in (("guess_slip", guess_slip), ("step_slip", step_slip)):
             if not (isinstance(v, (int, float)) and 0.0 <= float(v) < 1.0):
                 raise ValueError(f"{name}: must be in [0, 1), got {v!r}")
@@ -320,17 +306,11 @@ class AdditionTask:
             On a bad `n`, `split` or level, or when a level has too few
             distinct expressions in the split for `unique` draws.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n: must be a non-negative int, got {n!r}")
+        require_count(n)
         names = [s for s, _ in SPLITS]
         if split not in names:
             raise ValueError(f"split: must be one of {names}, got {split!r}")
-        lvls = list(range(1, self.n_levels + 1)) if levels is None else [int(v) for v in levels]
-        if not lvls:
-            raise ValueError("levels: empty")
-        for v in lvls:
-            if not 1 <= v <= self.n_levels:
-                raise ValueError(f"levels: level {v} out of range 1..{self.n_levels}")
+        lvls = level_list(levels, self.n_levels)
         rng = np.random.default_rng([int(seed), 11, names.index(split)])
         seen = set()
         out: List[SumProblem] = []
@@ -401,7 +381,7 @@ class AdditionTask:
         `n_checks` checks (default: drawn from the law), each step slipping
         with :attr:`step_slip`, and the answer by :func:`answer_rule`."""
         k = self.draw_checks(rng) if n_checks is None else int(n_checks)
-        guess = _near_miss(problem.answer, rng) if rng.random() < self.guess_slip else problem.answer
+        guess = near_miss(problem.answer, rng) if rng.random() < self.guess_slip else problem.answer
         results = [guess]
         totals = []
         for i in range(1, k + 1):
@@ -409,7 +389,7 @@ class AdditionTask:
             err = 0
             for x, t in self.check_steps(problem, i):
                 if rng.random() < self.step_slip:
-                    err += _near_miss(t + err, rng) - (t + err)
+                    err += near_miss(t + err, rng) - (t + err)
                 tt.append(max(0, t + err))
             totals.append(tt)
             results.append(tt[-1])
@@ -434,16 +414,7 @@ class AdditionTask:
     def grade(self, responses: Sequence[str], problems: Sequence[SumProblem],
               grader: Optional[Callable[[Sequence[str], Sequence[str]], Sequence[bool]]] = None) -> np.ndarray:
         """Correctness of responses (last ``\\boxed{}`` against the sum), bool array."""
-        if isinstance(responses, str):
-            raise TypeError("responses: expected a sequence of str, got a single str")
-        if len(responses) != len(problems):
-            raise ValueError(f"responses: length {len(responses)} != problems length {len(problems)}")
-        golds = [str(p.answer) for p in problems]
-        if grader is None:
-            from ..grading import grade_responses as fn
-        else:
-            fn = grader
-        return np.asarray(list(fn(list(responses), golds)), dtype=bool)
+        return grade_answers(responses, [p.answer for p in problems], grader)
 
     def describe(self) -> str:
         """A short table of the levels."""
@@ -453,7 +424,6 @@ class AdditionTask:
         return "\n".join(rows)
 
 
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 _CHECK = re.compile(r"^check (\d+(?:\+\d+=\d+)+) (ok|no)$")
 
 
@@ -482,9 +452,9 @@ def parse_sum_solution(text: str) -> Dict[str, object]:
             verdicts.append(cm.group(2))
             results.append(int(cm.group(1).rsplit("=", 1)[1]))
             continue
-        bm = _BOXED.fullmatch(line[len(ANSWER_PREFIX):]) if line.startswith(ANSWER_PREFIX) else None
-        if bm and i == len(lines) - 1:
-            boxed = bm.group(1)
+        box = answer_of_line(line)
+        if box is not None and i == len(lines) - 1:
+            boxed = box
             continue
         well = False
     if boxed is None:

@@ -20,7 +20,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from .addition import AdditionTask, SumProblem, parse_sum_solution
-from .arithmetic import ANSWER_PREFIX, CharTokenizer
+from .arithmetic import CharTokenizer
+from .common import ANSWER_PREFIX
 
 __all__ = ["MAX_NEW_TOKENS", "decode_report", "forced_checks_report", "format_decode_report",
            "format_forced_report", "main"]

@@ -30,6 +30,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
+from .common import ANSWER_PREFIX, answer_of_line, check_law, grade_answers, level_list, near_miss, require_count
+
 from .tokenizer import CharTokenizer
 
 __all__ = [
@@ -49,12 +51,6 @@ __all__ = [
 #: (the public O1-Pruner code uses two different ones; method.md pitfalls).
 PROMPT_TEMPLATE = "Q:{expr}\n"
 
-#: Words in front of the boxed answer. They make the part of a solution that
-#: every solution has (restated problem, guess, answer line) about as long as
-#: one verification pass on the hardest level, so that the length term of the
-#: reward (a ratio) does not drown the accuracy term there; see
-#: benchmarks/feasibility.md.
-ANSWER_PREFIX = "so the answer is "
 
 #: Default largest running total: every step of a chain stays in
 #: [0, max_value], so each step is a 1-2 digit addition or subtraction.
@@ -225,17 +221,6 @@ def _split_of(expr: str, heldout_fraction: float) -> str:
     return "heldout" if h / 2.0**64 < heldout_fraction else "train"
 
 
-def _slip(value: int, max_value: int, rng: np.random.Generator) -> int:
-    """A plausible wrong result near `value` (a digit or carry slip), in
-    [0, max_value] and != value."""
-    deltas = (1, 2, 9, 10, 11, 20)
-    while True:
-        d = int(deltas[rng.integers(len(deltas))])
-        cand = value + d if rng.random() < 0.5 else value - d
-        if 0 <= cand <= max_value and cand != value:
-            return cand
-
-
 class ArithmeticTask:
     """Seeded generator of problems and long-thought / concise solutions.
 
@@ -278,12 +263,7 @@ class ArithmeticTask:
         for i, lv in enumerate(self.levels):
             if not isinstance(lv, Level):
                 raise TypeError(f"levels: item {i} is {type(lv).__name__}, expected Level")
-        probs = np.asarray(CHECK_PROBS if check_probs is None else check_probs, dtype=np.float64)
-        if probs.ndim != 1 or probs.size < 1 or np.any(probs < 0) or not np.all(np.isfinite(probs)):
-            raise ValueError("check_probs: need a 1-d sequence of non-negative finite probabilities")
-        if abs(probs.sum() - 1.0) > 1e-9:
-            raise ValueError(f"check_probs: must sum to 1, got {probs.sum():.6g}")
-        self.check_probs: Tuple[float, ...] = tuple(float(p) for p in probs)
+        self.check_probs: Tuple[float, ...] = check_law(CHECK_PROBS if check_probs is None else check_probs)
         if not 0.0 < heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction: must be in (0, 1), got {heldout_fraction}")
         self.heldout_fraction = float(heldout_fraction)
@@ -369,16 +349,10 @@ class ArithmeticTask:
             On a bad `n`, `split` or level, or when a level has too few
             distinct expressions for `unique` draws.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n: must be a non-negative int, got {n!r}")
+        require_count(n)
         if split not in ("train", "heldout"):
             raise ValueError(f"split: must be 'train' or 'heldout', got {split!r}")
-        lvls = list(range(1, self.n_levels + 1)) if levels is None else [int(v) for v in levels]
-        if not lvls:
-            raise ValueError("levels: empty")
-        for v in lvls:
-            if not 1 <= v <= self.n_levels:
-                raise ValueError(f"levels: level {v} out of range 1..{self.n_levels}")
+        lvls = level_list(levels, self.n_levels)
         # One stream per (seed, split) so the two splits' draws are independent.
         rng = np.random.default_rng([int(seed), 0 if split == "train" else 1])
         seen = set()
@@ -406,7 +380,7 @@ class ArithmeticTask:
     def draw_guess(self, problem: Problem, rng: np.random.Generator) -> int:
         """The one-jump first attempt: right, or a slip with the level's rate."""
         if rng.random() < self.levels[problem.level - 1].guess_error:
-            return _slip(problem.answer, self.max_value, rng)
+            return near_miss(problem.answer, rng, self.max_value)
         return problem.answer
 
     @staticmethod
@@ -497,16 +471,7 @@ class ArithmeticTask:
             answers as strings. Default: the package grader,
             :func:`o1pruner.grading.grade_responses` (last ``\\boxed{}``).
         """
-        if isinstance(responses, str):
-            raise TypeError("responses: expected a sequence of str, got a single str")
-        if len(responses) != len(problems):
-            raise ValueError(f"responses: length {len(responses)} != problems length {len(problems)}")
-        golds = [str(p.answer) for p in problems]
-        if grader is None:
-            from ..grading import grade_responses as fn
-        else:
-            fn = grader
-        return np.asarray(list(fn(list(responses), golds)), dtype=bool)
+        return grade_answers(responses, [p.answer for p in problems], grader)
 
     def describe(self) -> str:
         """A short table of the levels."""
@@ -514,9 +479,6 @@ class ArithmeticTask:
         for i, lv in enumerate(self.levels, 1):
             rows.append(f"{i:5d}  {lv.n_operands:8d}  {lv.min_digits}-{lv.max_digits}     {lv.guess_error:11.2f}")
         return "\n".join(rows)
-
-
-_BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 
 _CHECK_LINE = re.compile(r"^check (\S+) (ok|no)$")
@@ -545,9 +507,9 @@ def parse_solution(text: str) -> Dict[str, object]:
         if cm:
             verdicts.append(cm.group(2))
             continue
-        bm = _BOXED.fullmatch(line[len(ANSWER_PREFIX):]) if line.startswith(ANSWER_PREFIX) else None
-        if bm and i == len(lines) - 1:
-            boxed = bm.group(1)
+        box = answer_of_line(line)
+        if box is not None and i == len(lines) - 1:
+            boxed = box
             continue
         well = False
     if boxed is None:

@@ -48,7 +48,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 import numpy as np
 
 from .arithmetic import PROMPT_TEMPLATE, CharTokenizer
-from .common import ANSWER_PREFIX, answer_of_line, check_law, grade_answers, level_list, near_miss, require_count
+from .common import ANSWER_PREFIX, parse_lines, check_law, grade_answers, level_list, near_miss, require_count
 
 __all__ = [
     "SumLevel",
@@ -425,6 +425,7 @@ class AdditionTask:
 
 
 _CHECK = re.compile(r"^check (\d+(?:\+\d+=\d+)+) (ok|no)$")
+_GUESS = re.compile(r"[0-9+]+=(\d+)\?")
 
 
 def parse_sum_solution(text: str) -> Dict[str, object]:
@@ -435,30 +436,9 @@ def parse_sum_solution(text: str) -> Dict[str, object]:
     ``consistent`` (verdicts and boxed answer follow :func:`answer_rule` from
     the written results) and ``well_formed``.
     """
-    lines = text.split("\n")
-    well = True
-    guess = None
-    m = re.fullmatch(r"[0-9+]+=(\d+)\?", lines[0]) if lines else None
-    if m:
-        guess = int(m.group(1))
-    else:
-        well = False
-    results: List[int] = [] if guess is None else [guess]
-    verdicts: List[str] = []
-    boxed = None
-    for i, line in enumerate(lines[1:], 1):
-        cm = _CHECK.match(line)
-        if cm:
-            verdicts.append(cm.group(2))
-            results.append(int(cm.group(1).rsplit("=", 1)[1]))
-            continue
-        box = answer_of_line(line)
-        if box is not None and i == len(lines) - 1:
-            boxed = box
-            continue
-        well = False
-    if boxed is None:
-        well = False
+    guess, checks, boxed, well = parse_lines(text, _GUESS, _CHECK)
+    verdicts = [cm.group(2) for cm in checks]
+    results: List[int] = ([] if guess is None else [guess]) + [int(cm.group(1).rsplit("=", 1)[1]) for cm in checks]
     consistent = False
     if well and guess is not None:
         v, a = answer_rule(results)

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 
-from .common import ANSWER_PREFIX, answer_of_line, check_law, grade_answers, level_list, near_miss, require_count
+from .common import ANSWER_PREFIX, parse_lines, check_law, grade_answers, level_list, near_miss, require_count
 
 from .tokenizer import CharTokenizer
 
@@ -482,6 +482,7 @@ class ArithmeticTask:
 
 
 _CHECK_LINE = re.compile(r"^check (\S+) (ok|no)$")
+_GUESS_LINE = re.compile(r"[0-9+\-]+=(\d+)\?")
 
 
 def parse_solution(text: str) -> Dict[str, object]:
@@ -492,26 +493,6 @@ def parse_solution(text: str) -> Dict[str, object]:
     string or None) and ``well_formed`` (every line follows the format).
     Useful to count redundant checks in a model's output.
     """
-    lines = text.split("\n")
-    guess = None
-    well = True
-    m = re.fullmatch(r"[0-9+\-]+=(\d+)\?", lines[0]) if lines else None
-    if m:
-        guess = int(m.group(1))
-    else:
-        well = False
-    verdicts = []
-    boxed = None
-    for i, line in enumerate(lines[1:], 1):
-        cm = _CHECK_LINE.match(line)
-        if cm:
-            verdicts.append(cm.group(2))
-            continue
-        box = answer_of_line(line)
-        if box is not None and i == len(lines) - 1:
-            boxed = box
-            continue
-        well = False
-    if boxed is None:
-        well = False
+    guess, checks, boxed, well = parse_lines(text, _GUESS_LINE, _CHECK_LINE)
+    verdicts = [cm.group(2) for cm in checks]
     return {"guess": guess, "n_checks": len(verdicts), "verdicts": verdicts, "boxed": boxed, "well_formed": well}

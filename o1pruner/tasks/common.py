@@ -8,7 +8,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["ANSWER_PREFIX", "BOXED", "answer_of_line", "check_law", "grade_answers", "level_list", "near_miss",
+__all__ = ["ANSWER_PREFIX", "BOXED", "answer_of_line", "parse_lines", "check_law", "grade_answers", "level_list", "near_miss",
            "require_count"]
 
 #: Words in front of the boxed answer. They make the part of a solution that
@@ -86,3 +86,30 @@ def grade_answers(responses: Sequence[str], answers: Sequence[object],
     else:
         fn = grader
     return np.asarray(list(fn(list(responses), golds)), dtype=bool)
+
+
+def parse_lines(text: str, guess_line: "re.Pattern[str]", check_line: "re.Pattern[str]"):
+    """Split a response in the tasks' format: a guess line, check lines, the answer line.
+
+    Returns ``(guess, checks, boxed, well_formed)``: the guess as an int (the
+    first group of `guess_line`) or None, the match of every check line, the
+    boxed string of the answer line (which must be the last line) or None,
+    and whether every line follows the format.
+    """
+    lines = text.split("\n")
+    m = guess_line.fullmatch(lines[0]) if lines else None
+    guess = int(m.group(1)) if m else None
+    well = m is not None
+    checks = []
+    boxed = None
+    for i, line in enumerate(lines[1:], 1):
+        cm = check_line.match(line)
+        if cm:
+            checks.append(cm)
+            continue
+        box = answer_of_line(line)
+        if box is not None and i == len(lines) - 1:
+            boxed = box
+            continue
+        well = False
+    return guess, checks, boxed, well and boxed is not None

@@ -148,7 +148,7 @@ def test_bad_problem_arguments():
     with pytest.raises(TypeError, match="levels"):
         AdditionTask(levels=[(1, 1)])
     with pytest.raises(ValueError, match="digits"):
-        SumLevel((3, 1))
+        SumLevel((4, 1))
 
 
 def test_forced_generation_writes_exactly_k_checks():

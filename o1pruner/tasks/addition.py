@@ -73,7 +73,7 @@ class SumLevel:
     Attributes
     ----------
     digits : tuple of int
-        Digits of each number (1 or 2), e.g. ``(2, 1)`` for ``37+5`` or
+        Digits of each number (1 to 3), e.g. ``(2, 1)`` for ``37+5`` or
         ``5+37`` (numbers of mixed sizes come in a random order). The number
         of numbers is ``len(digits)``.
     """
@@ -84,8 +84,8 @@ class SumLevel:
         if len(self.digits) < 2:
             raise ValueError(f"digits: need at least 2 numbers, got {self.digits!r}")
         for d in self.digits:
-            if d not in (1, 2):
-                raise ValueError(f"digits: each number has 1 or 2 digits, got {self.digits!r}")
+            if d not in (1, 2, 3):
+                raise ValueError(f"digits: each number has 1 to 3 digits, got {self.digits!r}")
 
     @property
     def n_numbers(self) -> int:
@@ -288,7 +288,7 @@ class AdditionTask:
         if len(set(digits)) > 1:  # mixed sizes come in any order (37+5 and 5+37)
             digits = [digits[j] for j in rng.permutation(len(digits))]
         for d in digits:
-            lo, hi = (1, 10) if d == 1 else (10, 100)
+            lo, hi = (1, 10) if d == 1 else (10 ** (d - 1), 10 ** d)
             nums.append(int(rng.integers(lo, hi)))
         return SumProblem(tuple(nums), level)
 

@@ -62,3 +62,15 @@ def test_non_default_options_lists_departures():
     assert any(x.startswith("dual_estimator='problem'") for x in auto)
     lib = DemoSettings.full(samples_per_problem=2, o1pruner=TrainConfig(lr=5e-4, epochs=7))
     assert non_default_options(lib) == []
+
+
+def test_seed_drives_the_training_data_order_too():
+    # --seed once left both trainers' data order at seed 0
+    from o1pruner.apps.commands import _apply_settings
+
+    for make in (DemoSettings.full, DemoSettings.quick):
+        s = make(seed=3)
+        assert s.seed == 3 and s.o1pruner.seed == 3 and s.sft.seed == 3
+        assert make().o1pruner.seed == 0
+    s = _apply_settings(DemoSettings.quick(seed=3), ["o1pruner.seed=7"])
+    assert s.o1pruner.seed == 7 and s.sft.seed == 3

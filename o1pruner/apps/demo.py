@@ -100,6 +100,9 @@ class DemoSettings:
         :func:`non_default_options` lists what differs from the library's
         defaults; the demo prints it.
     seed : int
+        Seeds the problems, the pre-sampling, the dataset's selection and,
+        through :meth:`full` / :meth:`quick`, the training configs (data
+        order).
     note : str
         Why these settings (recorded in results.json).
     """
@@ -122,7 +125,7 @@ class DemoSettings:
     @classmethod
     def full(cls, **overrides) -> "DemoSettings":
         """The settings of ``o1pruner demo``."""
-        return dataclasses.replace(cls(), **overrides)
+        return dataclasses.replace(cls(), **overrides).seeded()
 
     @classmethod
     def quick(cls, **overrides) -> "DemoSettings":
@@ -131,7 +134,14 @@ class DemoSettings:
         base = cls(n_train=150, k=4, n_eval=150,
                    o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
                    sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
-        return dataclasses.replace(base, **overrides)
+        return dataclasses.replace(base, **overrides).seeded()
+
+    def seeded(self) -> "DemoSettings":
+        """These settings with both training configs' seed (data order,
+        permutations) set to :attr:`seed`, so that one seed drives the whole
+        run; a later ``--set o1pruner.seed=...`` still overrides it."""
+        return dataclasses.replace(self, o1pruner=dataclasses.replace(self.o1pruner, seed=self.seed),
+                                   sft=dataclasses.replace(self.sft, seed=self.seed))
 
     def to_dict(self) -> Dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

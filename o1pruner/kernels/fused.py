@@ -189,8 +189,7 @@ def fused_linear_logprobs_backward(
         not C-contiguous, not writeable, or sharing memory with an input;
         `grad_bias` without `bias`; and `stats` that do not belong to these
         inputs (detected: ``sum_j exp(z_ij - lse_i)`` must be 1 for every row).
-        If that last error is raised, passed output arrays may already hold
-        part of the gradient.
+        A call that raises leaves passed output arrays as they were.
 
     Examples
     --------

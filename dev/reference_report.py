@@ -136,7 +136,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if a.threads is not None:
         _config.set_num_threads(a.threads)
-    model = load_reference() if a.checkpoint is None else TinyLM.load(a.checkpoint, optimizer=False)
+    model = load_reference("arithmetic") if a.checkpoint is None else TinyLM.load(a.checkpoint, optimizer=False)
     rep = level_report(model, per_level=a.per_level, seed=a.seed)
     print(f"Greedy decoding, {a.per_level} held-out problems per level ({rep['seconds']:.1f} s):\n")
     print(format_report(rep))

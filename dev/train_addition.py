@@ -78,7 +78,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--intermediate-size", type=int, default=576)
     ap.add_argument("--heads", type=int, default=6)
-    ap.add_argument("--steps", type=int, default=8000)
+    ap.add_argument("--steps", type=int, default=8000, help="length of the learning-rate schedule")
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop after this step (the schedule still spans --steps): the shipped reference is step 5000")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--warmup", type=int, default=200)
@@ -117,9 +119,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not a.no_progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=a.steps, initial=start, desc="SFT", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=end, initial=start, desc="SFT", unit="step", dynamic_ncols=True)
     chunk, examples, losses, t0 = 50, [], [], time.time()
-    for step in range(start, a.steps):
+    end = a.steps if a.stop_at is None else min(a.steps, a.stop_at)
+    if a.stop_at is not None and a.stop_at < 1:
+        ap.error("--stop-at: must be >= 1")
+    for step in range(start, end):
         j = step % chunk
         if j == 0 or not examples:
             n = chunk * s.batch_size
@@ -143,7 +148,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             bar.update(1)
             if step % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-100:]):.4f}", lr=f"{lr:.1e}")
-        if (step + 1) % a.every == 0 or step + 1 == a.steps:
+        if (step + 1) % a.every == 0 or step + 1 == end:
             rows = evaluate(model, task, tok, val)
             msg = f"step {step + 1}: loss {np.mean(losses[-100:]):.4f} " + " | ".join(
                 f"L{r['level']} acc {r['acc']:.2f} guess {r['guess']:.2f} chk {r['check_acc']:.2f} "

@@ -387,7 +387,7 @@ def measure_behaviour(model: TinyLM, *, task: Optional[ArithmeticTask] = None, p
     """Per-level behaviour of `model` on held-out problems: ``{"greedy": report,
     "sampled": report}`` (:func:`dev.reference_report.level_report`
     with its default problem seed; sampled at temperature 1, sampling seed 0).
-    The shipped checkpoint's is in ``reference_info()["behaviour"]``."""
+    The shipped checkpoint's is in ``reference_info("arithmetic")["behaviour"]``."""
     from dev.reference_report import format_report, level_report
 
     out = {"greedy": level_report(model, task=task, per_level=per_level, tokenizer=tokenizer),

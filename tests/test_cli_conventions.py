@@ -119,14 +119,38 @@ def test_problems_command(tmp_path, capsys):
     assert all(set(r) == {"problem_id", "problem", "ground_truth_answer", "difficulty"} for r in recs)
     assert all(eval(r["problem"]) == int(r["ground_truth_answer"]) for r in recs)  # noqa: S307 (digits, + and -)
     # deterministic; the held-out split shares no expression with train; --level picks levels
-    assert run(capsys, "problems", "--n", 10, "--seed", 1, "--out", tmp_path / "q.jsonl")[0] == 0
+    A = ("--task", "arithmetic")
+    assert run(capsys, "problems", *A, "--n", 10, "--seed", 1, "--out", tmp_path / "q.jsonl")[0] == 0
     assert io.read_jsonl(tmp_path / "q.jsonl") == recs
-    assert run(capsys, "problems", "--n", 10, "--seed", 1, "--split", "heldout", "--out", tmp_path / "h.jsonl")[0] == 0
+    assert run(capsys, "problems", *A, "--n", 10, "--seed", 1, "--split", "heldout", "--out", tmp_path / "h.jsonl")[0] == 0
     assert not {r["problem"] for r in recs} & {r["problem"] for r in io.read_jsonl(tmp_path / "h.jsonl")}
-    assert run(capsys, "problems", "--n", 6, "--level", "1,2", "--out", tmp_path / "l.jsonl")[0] == 0
+    assert run(capsys, "problems", *A, "--n", 6, "--level", "1,2", "--out", tmp_path / "l.jsonl")[0] == 0
     assert {r["difficulty"] for r in io.read_jsonl(tmp_path / "l.jsonl")} == {1, 2}
     code, _, err = run(capsys, "problems", "--n", 6, "--level", "9", "--out", tmp_path / "l.jsonl")
     assert code == 2 and "--level: levels are 1..5, got 9" in err
+
+
+def test_problems_command_addition_splits(tmp_path, capsys):
+    """The default task is addition, with three disjoint splits; a split of
+    the other task is an error naming --split."""
+    sets = {}
+    for split in ("train", "validation", "test"):
+        out = tmp_path / f"{split}.jsonl"
+        code, stdout, err = run(capsys, "problems", "--n", 25, "--split", split, "--seed", 3, "--out", out)
+        assert code == 0, err
+        recs = io.read_jsonl(out)
+        assert {r["difficulty"] for r in recs} == {1, 2, 3, 4, 5}
+        assert all(eval(r["problem"]) == int(r["ground_truth_answer"]) for r in recs)  # noqa: S307 (digits and +)
+        sets[split] = {r["problem"] for r in recs}
+    assert not sets["train"] & sets["validation"] and not sets["train"] & sets["test"]
+    assert not sets["validation"] & sets["test"]
+    code, _, err = run(capsys, "problems", "--n", 5, "--split", "heldout", "--out", tmp_path / "x.jsonl")
+    assert code == 2 and "--split: the addition task's splits are train, validation, test" in err
+    code, _, err = run(capsys, "problems", "--task", "arithmetic", "--n", 5, "--split", "test", "--out", tmp_path / "x.jsonl")
+    assert code == 2 and "--split" in err
+    # level 1 has about 160 distinct test expressions: asking for more is a named error, not a hang
+    code, _, err = run(capsys, "problems", "--n", 1000, "--split", "test", "--level", "1", "--out", tmp_path / "x.jsonl")
+    assert code == 2 and "--n:" in err and "too few distinct" in err
 
 
 def test_default_max_new_tokens_fits_the_model(tmp_path, capsys):

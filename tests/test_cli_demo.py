@@ -26,7 +26,7 @@ PLOTS = ("length_hist.png", "per_level.png", "training_curves.png")
 # tiny but complete demo settings: every stage runs, in seconds
 TINY = ["--set", "n_train=20", "--set", "k=4", "--set", "n_eval=10", "--set", "max_new_tokens=120",
         "--set", "o1pruner.batch_size=8", "--set", "sft.batch_size=8", "--set", "o1pruner.epochs=1",
-        "--set", "sft.epochs=1"]
+        "--set", "sft.epochs=1", "--task", "arithmetic"]  # ref_dir is the arithmetic task's model: fast
 
 
 def run(capsys, *argv):
@@ -45,7 +45,7 @@ def ref_dir(tmp_path_factory):
     from o1pruner.models import load_reference
 
     d = tmp_path_factory.mktemp("ref") / "model"
-    load_reference().save(d, optimizer=False)
+    load_reference("arithmetic").save(d, optimizer=False)
     return d
 
 

@@ -23,12 +23,12 @@ TINY_ARCH = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_
 # ---- the shipped checkpoint ---------------------------------------------------------------
 
 def test_shipped_checkpoint_files():
-    d = reference_path()
+    d = reference_path("arithmetic")
     names = sorted(os.listdir(d))
     assert names == ["config.json", "model.safetensors", "training.json"]
     size = sum(os.path.getsize(os.path.join(d, n)) for n in names)
     assert size <= 10 * 2 ** 20
-    info = reference_info()
+    info = reference_info("arithmetic")
     assert info["dtype"] == "float16"
     assert info["stopped_early"] is False
     assert info["steps"] == info["settings"]["steps"]
@@ -41,13 +41,13 @@ def test_shipped_checkpoint_files():
 
 
 def test_load_reference_matches_task_and_answers():
-    m = load_reference()
+    m = load_reference("arithmetic")
     tok = CharTokenizer()
     assert m.config.vocab_size == tok.vocab_size
     assert m.config.bos_token_id == tok.bos_token_id and m.config.eos_token_id == tok.eos_token_id
     assert all(p.dtype == np.float32 for _, p in m.named_parameters())
     # independent copies
-    m2 = load_reference()
+    m2 = load_reference("arithmetic")
     name, v = next(iter(m.named_parameters()))
     v[...] = 0
     assert np.any(dict(m2.named_parameters())[name] != 0)
@@ -58,7 +58,7 @@ def test_load_reference_matches_task_and_answers():
 
 
 def test_shipped_settings_are_the_defaults():
-    info = reference_info()
+    info = reference_info("arithmetic")
     s = trm.SFTSettings()
     assert info["settings"]["steps"] == s.steps and info["settings"]["lr"] == s.lr
     assert info["settings"]["batch_size"] == s.batch_size
@@ -185,5 +185,5 @@ def test_checkpoint_is_package_data():
         pytest.skip("not running from a source tree")
     with open(path, "rb") as f:
         data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["o1pruner.models"]
-    for name in os.listdir(reference_path()):
+    for name in os.listdir(reference_path("arithmetic")):
         assert f"reference_checkpoint/{name}" in data

@@ -59,7 +59,7 @@ a = ap.parse_args()
 o1pruner.set_num_threads(a.threads)
 tok = CharTokenizer()
 task = ArithmeticTask()
-ref = load_reference() if a.ckpt is None else TinyLM.load(a.ckpt, optimizer=False)
+ref = load_reference("arithmetic") if a.ckpt is None else TinyLM.load(a.ckpt, optimizer=False)
 train_problems = task_problems(task, a.ntrain, "train", a.seed)
 eval_problems = task_problems(task, a.neval, "heldout", a.seed)
 cfg = {}

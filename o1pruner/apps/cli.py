@@ -46,7 +46,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
                         "text and token_ids), or of an object with a .generate method; a class is instantiated")
     g.add_argument("--model", metavar="DIR",
                    help="instead of --generator: a built-in TinyLM checkpoint folder (e.g. the 'model' folder written by "
-                        "'o1pruner train'), or 'reference' for the shipped reference model; tokenizer: the built-in "
+                        "'o1pruner train'), or 'reference' for the shipped reference model of the addition task ('reference:arithmetic': the arithmetic task's); tokenizer: the built-in "
                         "character tokenizer unless --tokenizer")
     g.add_argument("--max-new-tokens", type=_positive_int,
                    help="with --model: longest generated solution (default: what fits the model, its context minus the "
@@ -130,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo", help="the whole method on the built-in task: presample, build, train (O1-Pruner and SFT-shortest), evaluate",
-        description="Run O1-Pruner end to end on the built-in arithmetic task with the shipped reference model: "
+        description="Run O1-Pruner end to end on a built-in task (default: addition) with its shipped reference model: "
                     "pre-sample the reference on training problems, build the weighted dataset and the SFT-shortest "
                     "baseline, fine-tune a copy of the reference with each, evaluate the three models greedily on "
-                    "held-out problems and print a Table-2-like table (accuracy, mean length, AES, 95% intervals). "
+                    "the test split (settings were chosen on the validation split) and print a Table-2-like table (accuracy, mean length, AES, 95% intervals). "
                     "Writes OUT/results.json, the samples, training logs and checkpoints, and PNG plots. Rerunning "
                     "the same command after an interruption resumes (pre-sampling and training).",
     )
@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=_lam_arg, metavar="X|auto",
                    help="accuracy weight lambda of the reward (default: the demo's setting, see results.json), or 'auto' "
                         "for the dual ascent that enforces the accuracy constraint")
-    p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--task", default="addition", choices=["addition", "arithmetic"],
+                   help="the built-in task (default addition; arithmetic: the first built-in task, with its own "
+                        "reference model; the demo's settings were chosen on addition)")
+    p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the task's shipped model)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override one demo setting (repeatable; VALUE parsed as JSON when it can be): a field of "
                         "o1pruner.demo.DemoSettings (n_train, k, n_eval, max_new_tokens, temperature, lam, "
@@ -156,15 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "problems", help="write problems of the built-in task as JSONL (input of presample and evaluate)",
-        description="Draw problems of the built-in arithmetic task (the one the shipped reference model solves) and "
+        description="Draw problems of a built-in task (the ones the shipped reference models solve) and "
                     "write them as JSONL records with problem_id, problem, ground_truth_answer and difficulty (the "
-                    "level): the --problems file of 'presample' and 'evaluate'. The train and heldout splits never "
-                    "share an expression; the same flags give the same problems.",
+                    "level): the --problems file of 'presample' and 'evaluate'. The splits never share an "
+                    "expression (addition: train, validation, test; arithmetic: train, heldout); the same flags "
+                    "give the same problems.",
     )
-    p.add_argument("--task", default="arithmetic", choices=["arithmetic"], help="the built-in task (default arithmetic)")
+    p.add_argument("--task", default="addition", choices=["addition", "arithmetic"],
+                   help="the built-in task (default addition)")
     p.add_argument("--n", type=_positive_int, required=True, help="number of problems (levels in equal shares)")
-    p.add_argument("--split", default="train", choices=["train", "heldout"],
-                   help="train (to pre-sample and fine-tune on) or heldout (to evaluate on); default train")
+    p.add_argument("--split", default="train", choices=["train", "validation", "test", "heldout"],
+                   help="train (to pre-sample and fine-tune on), validation (to choose settings on) or test (to "
+                        "report on); the arithmetic task has train and heldout; default train")
     p.add_argument("--seed", type=int, default=0, help="seed; the same flags give the same problems (default 0)")
     p.add_argument("--level", type=_levels_arg, metavar="L[,L...]",
                    help="difficulty levels to draw, e.g. 1,2 (default: all levels, 1 = easiest)")

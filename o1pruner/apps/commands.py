@@ -115,12 +115,12 @@ def _default_max_new_tokens(args, gen) -> int:
 def _load_tinylm(path: str):
     from ..models import TinyLM
 
-    if path == "reference":
+    if path in ("reference", "reference:addition", "reference:arithmetic"):
         try:
             from ..models import load_reference
         except ImportError:
             raise CLIError("--model: the shipped reference model is not in this build; pass a checkpoint folder") from None
-        return load_reference()
+        return load_reference(path.partition(":")[2] or "addition")
     if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "config.json")):
         raise CLIError(f"--model: {path!r} is not a model folder (config.json + model.safetensors)")
     return TinyLM.load(path, optimizer=False)
@@ -306,7 +306,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         set_num_threads(args.threads)
-    settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed)
+    settings = (DemoSettings.quick if args.quick else DemoSettings.full)(seed=args.seed, task=args.task)
     settings = _apply_settings(settings, args.set or [])
     if args.lam is not None:
         import dataclasses
@@ -323,7 +323,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print()
         print(format_table(res))
         print()
-        print("per difficulty level (held-out problems):")
+        print(f"per difficulty level ({res.get('eval_split', 'test')} split):")
         print(format_levels(res))
         print()
         nd = res.get("non_default_options") or []
@@ -340,13 +340,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_problems(args: argparse.Namespace) -> int:
     from .demo import task_problems
     from ..data import write_jsonl
-    from ..tasks import LEVELS, ArithmeticTask
+    from ..tasks import get_task
 
+    task = get_task(args.task)
+    if args.split not in task.splits:
+        raise CLIError(f"--split: the {args.task} task's splits are {', '.join(task.splits)}, got {args.split}")
     if args.level is not None:
-        bad = [x for x in args.level if not 1 <= x <= len(LEVELS)]
+        bad = [x for x in args.level if not 1 <= x <= task.n_levels]
         if bad:
-            raise CLIError(f"--level: levels are 1..{len(LEVELS)}, got {bad[0]}")
-    recs = task_problems(ArithmeticTask(), args.n, args.split, args.seed, levels=args.level)
+            raise CLIError(f"--level: levels are 1..{task.n_levels}, got {bad[0]}")
+    try:
+        recs = task_problems(task, args.n, args.split, args.seed, levels=args.level)
+    except ValueError as e:
+        raise CLIError(f"--n: {e}") from None
     write_jsonl(args.out, recs)
     levels = sorted({r["difficulty"] for r in recs})
     print(f"wrote {len(recs)} {args.task} problems ({args.split} split, seed {args.seed}, levels "

@@ -1,6 +1,6 @@
 """The end-to-end O1-Pruner demo on the built-in task (``o1pruner demo``):
 reference model -> pre-sampling -> weighted dataset -> fine-tuning (O1-Pruner
-and the SFT-shortest baseline) -> greedy evaluation on held-out problems, with
+and the SFT-shortest baseline) -> greedy evaluation on the test split, with
 a Table-2-like table, ``results.json`` and plots."""
 
 from __future__ import annotations
@@ -99,6 +99,13 @@ class DemoSettings:
         ``lam_lr=1``.
         :func:`non_default_options` lists what differs from the library's
         defaults; the demo prints it.
+    task : {"addition", "arithmetic"}
+        The built-in task (``o1pruner.tasks.get_task``) and its shipped
+        reference model. The settings were chosen on the addition task.
+    eval_split : str or None
+        Split of the evaluation problems; None: the task's report split
+        (``"test"`` for addition, ``"heldout"`` for arithmetic). Settings
+        are chosen with ``eval_split="validation"``.
     seed : int
         Seeds the problems, the pre-sampling, the dataset's selection and,
         through :meth:`full` / :meth:`quick`, the training configs (data
@@ -119,6 +126,8 @@ class DemoSettings:
     o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_LR, epochs=DEMO_EPOCHS,
                                                                  batch_size=32))
+    task: str = "addition"
+    eval_split: Optional[str] = None
     seed: int = 0
     note: str = DEMO_NOTE
 
@@ -190,14 +199,14 @@ def copy_model(model):
 
 
 def task_problems(task, n: int, split: str, seed: int, levels=None) -> List[Dict[str, Any]]:
-    """Problems of the built-in arithmetic task as pipeline records
+    """Problems of a built-in task as pipeline records
     (``problem_id``, ``problem``, ``ground_truth_answer``, ``difficulty``);
     `levels` (1-based, default all) as in ``ArithmeticTask.problems``."""
     return [{"problem_id": f"{split}-{i}", "problem": p.expr, "ground_truth_answer": str(p.answer), "difficulty": p.level}
             for i, p in enumerate(task.problems(n, split=split, seed=seed, levels=levels))]
 
 
-def _load_reference(reference):
+def _load_reference(reference, task: str = "addition"):
     from ..models import TinyLM
 
     if reference is None:
@@ -206,19 +215,17 @@ def _load_reference(reference):
         except ImportError:
             raise RuntimeError("reference: the shipped reference model is not in this build "
                                "(o1pruner.models.load_reference); pass reference=CHECKPOINT_DIR") from None
-        return load_reference()
+        return load_reference(task)
     if isinstance(reference, TinyLM):
         return reference
     return TinyLM.load(os.fspath(reference), optimizer=False)
 
 
-def _passes(result) -> List[Dict[str, Any]]:
-    """Mean verification passes per level of a result on the built-in task."""
-    from ..tasks import parse_solution
-
+def _passes(result, task) -> List[Dict[str, Any]]:
+    """Mean verification passes per level of a result on a built-in task."""
     per: Dict[Any, List[int]] = {}
     for s in result.samples:
-        per.setdefault(s["bucket"], []).append(parse_solution(s["solution"] or "")["n_checks"])
+        per.setdefault(s["bucket"], []).append(task.parse(s["solution"] or "")["n_checks"])
     return [{"bucket": b, "mean_passes": float(np.mean(v))} for b, v in sorted(per.items())]
 
 
@@ -312,6 +319,15 @@ def _check_settings(s: "DemoSettings") -> None:
         if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not (lo <= v <= hi) \
                 or not math.isfinite(v) or (name == "top_p" and v == 0):
             raise ValueError(f"settings.{name}: must be a finite number in {'(' if name == 'top_p' else '['}{lo:g}, {hi:g}], got {v!r}")
+    from ..tasks import TASK_NAMES, get_task
+
+    if s.task not in TASK_NAMES:
+        raise ValueError(f"settings.task: must be one of {list(TASK_NAMES)}, got {s.task!r}")
+    if s.eval_split is not None and s.eval_split not in get_task(s.task).splits:
+        raise ValueError(f"settings.eval_split: the {s.task} task's splits are {list(get_task(s.task).splits)}, "
+                         f"got {s.eval_split!r}")
+    if s.eval_split == "train":
+        raise ValueError("settings.eval_split: 'train' is the pre-sampling split; evaluate on 'validation' or 'test'")
     if not isinstance(s.o1pruner, TrainConfig) or not isinstance(s.sft, TrainConfig):
         raise TypeError("settings.o1pruner, settings.sft: must be TrainConfig objects")
 
@@ -326,14 +342,14 @@ def run_demo(
     log: Callable[[str], None] = print,
     on_results: Optional[Callable[[Dict[str, Any]], None]] = None,
 ) -> Dict[str, Any]:
-    """Run the whole O1-Pruner demo on the built-in arithmetic task.
+    """Run the whole O1-Pruner demo on a built-in task (default: addition).
 
     Steps: load the reference model; pre-sample ``k`` solutions of
     ``n_train`` training problems (``out_dir/samples.jsonl``, resumable);
     build the weighted dataset and the SFT-shortest set; fine-tune a copy
     of the reference with each (``out_dir/o1pruner``, ``out_dir/sft_shortest``:
     logs, checkpoints, resumable); evaluate the three models greedily on
-    ``n_eval`` held-out problems; write ``out_dir/results.json`` and the
+    ``n_eval`` problems of the evaluation split (the test split); write ``out_dir/results.json`` and the
     evaluation outputs (``eval_*.jsonl``), then the plots (``*.png``).
 
     Optional needs (matplotlib for the plots) are checked before any work
@@ -349,8 +365,8 @@ def run_demo(
     settings : DemoSettings, optional
         Default :meth:`DemoSettings.full`.
     reference : TinyLM or path, optional
-        The reference model (default: the shipped one,
-        ``o1pruner.models.load_reference()``).
+        The reference model (default: the task's shipped one,
+        ``o1pruner.models.load_reference(settings.task)``).
     plots : bool, default True
         Write the PNG figures (matplotlib, a dependency of the package).
     progress : bool, default True
@@ -367,7 +383,7 @@ def run_demo(
     """
     from ..pipeline import compare_buckets, difficulty_report, evaluate
     from ..pipeline import build_dataset, presample, sft_shortest_dataset
-    from ..tasks import ArithmeticTask, CharTokenizer
+    from ..tasks import CharTokenizer, default_eval_split, get_task
     from .._config import get_num_threads
 
     s = settings or DemoSettings.full()
@@ -382,16 +398,18 @@ def run_demo(
     t_start = time.perf_counter()
     stage: Dict[str, float] = {}
     tok = CharTokenizer()
-    task = ArithmeticTask()
+    task = get_task(s.task)
+    eval_split = s.eval_split or default_eval_split(task)
 
     t = time.perf_counter()
-    ref = _load_reference(reference)
+    ref = _load_reference(reference, s.task)
     log(f"reference: {ref!r}")
     nondefault = non_default_options(s)
     if nondefault:
         log("O1-Pruner options that are non-default (differ from the public code's): " + ", ".join(nondefault))
     train_problems = task_problems(task, s.n_train, "train", s.seed)
-    eval_problems = task_problems(task, s.n_eval, "heldout", s.seed)
+    eval_problems = task_problems(task, s.n_eval, eval_split, s.seed)
+    log(f"task: {task.name}; {s.n_train} train problems, {s.n_eval} {eval_split} problems (seed {s.seed})")
     stage["load"] = time.perf_counter() - t
 
     # step 1: pre-sampling
@@ -446,7 +464,7 @@ def run_demo(
                                    seconds=stage[f"train_{name}"])
         log(f"trained {name}: {tr.total_steps} steps on {len(data)} samples in {stage[f'train_{name}']:.0f} s")
 
-    # step 4: evaluation on held-out problems
+    # step 4: evaluation on the evaluation split
     evals = {}
     for name, model in (("reference", ref), ("sft_shortest", models["sft_shortest"]), ("o1pruner", models["o1pruner"])):
         t = time.perf_counter()
@@ -459,19 +477,21 @@ def run_demo(
                         [{k: v for k, v in r.items()} for r in res.samples])
     rows = _comparison_rows(evals, s.seed)
     results: Dict[str, Any] = {
-        "reference": _model_entry(evals["reference"], passes=_passes(evals["reference"])),
+        "reference": _model_entry(evals["reference"], passes=_passes(evals["reference"], task)),
     }
     for name in ("sft_shortest", "o1pruner"):
         buckets = compare_buckets(evals["reference"], evals[name])
         lv = [{"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "mean_length": b["mean_length"],
                "delta_length": b["delta_length"], "delta_accuracy": b["delta_accuracy"]} for b in buckets]
-        results[name] = _model_entry(evals[name], rows[name], lv, passes=_passes(evals[name]))
+        results[name] = _model_entry(evals[name], rows[name], lv, passes=_passes(evals[name], task))
     o1 = results["o1pruner"]
     results.update(delta_length=o1["delta_length"], delta_accuracy=o1["delta_accuracy"], aes=o1["aes"])
     results["presample"] = {"samples": len(samples), "accuracy": acc, "mean_length": mlen,
                             "by_level": difficulty_report(samples, by="difficulty")}
     results["training"] = train_summary
     results["settings"] = s.to_dict()
+    results["task"] = task.name
+    results["eval_split"] = eval_split
     results["non_default_options"] = nondefault
     results["stage_seconds"] = stage
     results["machine"] = {"threads": get_num_threads(), "cpu_count": os.cpu_count(), "platform": platform.platform(),

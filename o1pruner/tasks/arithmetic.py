@@ -250,6 +250,10 @@ class ArithmeticTask:
     True
     """
 
+    name = "arithmetic"
+    #: The split names :meth:`problems` accepts (evaluation: ``"heldout"``).
+    splits = ("train", "heldout")
+
     def __init__(
         self,
         levels: Optional[Sequence[Level]] = None,
@@ -496,3 +500,6 @@ def parse_solution(text: str) -> Dict[str, object]:
     guess, checks, boxed, well = parse_lines(text, _GUESS_LINE, _CHECK_LINE)
     verdicts = [cm.group(2) for cm in checks]
     return {"guess": guess, "n_checks": len(verdicts), "verdicts": verdicts, "boxed": boxed, "well_formed": well}
+
+
+ArithmeticTask.parse = staticmethod(parse_solution)  # type: ignore[attr-defined]

@@ -102,7 +102,7 @@ int dpo_loss_forward_backward(const dpo_config *cfg, o1p_int B, o1p_int Tc, o1p_
         double rc = beta * (seq_c[b] - ref_chosen[b]);
         double rr = beta * (seq_r[b] - ref_rejected[b]);
         double z = rc - rr;
-        if (isnan(z)) { /* inf - inf: the differences overflowed float64 */
+        if (!isfinite(z) || !isfinite(rc) || !isfinite(rr)) { /* beyond float64: absurd references or beta */
             res->bad_row = b;
             res->bad_which = 2;
             st = O1P_EVALUE;

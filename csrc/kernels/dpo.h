@@ -41,7 +41,8 @@ typedef struct {
  * -> grad_chosen[B,Tc], grad_rejected[B,Tr] (overwritten; 0 where masked), *res.
  * A pair whose two rows are both fully masked is padding: loss and gradient 0,
  * left out of the statistics, still counted in B. Exactly one empty row, or a
- * valid entry that is NaN or +-inf: O1P_EVALUE (res->bad_*), outputs then
+ * valid entry that is NaN or +-inf, or a pair whose rewards or margin overflow
+ * float64 (bad_which 2, bad_row): O1P_EVALUE (res->bad_*), outputs then
  * unspecified. O1P_ENOMEM when scratch memory cannot be had. */
 int dpo_loss_forward_backward(const dpo_config *cfg, o1p_int B, o1p_int Tc, o1p_int Tr, const float *chosen,
                               const uint8_t *chosen_mask, const float *rejected, const uint8_t *rejected_mask,

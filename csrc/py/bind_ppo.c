@@ -389,8 +389,8 @@ static PyObject *py_dpo_loss(PyObject *self, PyObject *args, PyObject *kwds) {
         const char *side = res.bad_which == 1 ? "rejected" : "chosen";
         if (res.bad_which == 2) {
             PyErr_Format(PyExc_ValueError,
-                         "ref_chosen_logp: the margin of pair %zd is not a number (its log-prob differences "
-                         "overflow float64)",
+                         "ref_chosen_logp: the implicit rewards of pair %zd overflow float64 (beta times "
+                         "log-prob minus reference is not finite)",
                          (Py_ssize_t)res.bad_row);
         } else if (res.bad_row >= 0) {
             PyErr_Format(PyExc_ValueError,

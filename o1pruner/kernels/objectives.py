@@ -493,7 +493,8 @@ def dpo_loss(
     ValueError
         Shapes that disagree (the message names both arguments), B or a
         width of 0, a valid log-prob that is NaN or +-inf, a non-finite
-        reference, a pair with exactly one empty row, mask values other than
+        reference (or implicit rewards beyond float64), a pair with exactly
+        one empty row, mask values other than
         0/1, ``beta <= 0`` or non-finite, negative or non-finite weights.
     TypeError
         Non-floating log-probs, non-numeric options, a `length_normalize`

@@ -10,18 +10,19 @@ Public API (NumPy arrays in and out):
 - rewards: :func:`reference_stats`, :func:`length_harmonizing_reward`,
   :func:`harmonize_weights`
 - objectives: :func:`sequence_logprobs`, :func:`sequence_logprobs_backward`,
-  :func:`ppo_clip_loss`
+  :func:`ppo_clip_loss`, :func:`dpo_loss` (the DPO baseline)
 - grading: :func:`grade_responses`, :func:`grade_many`, :func:`grade`,
   :func:`compare_answers` (:class:`Verdict`), :func:`extract_answer`,
   :func:`extract_answers`, :func:`normalize_answer`
 - token log-probs: :func:`token_logprobs`, :func:`token_logprobs_backward`
 - metrics: :func:`aes`
 - pipeline: :func:`presample`, :func:`build_dataset`, :func:`sft_shortest_dataset`,
+  :func:`dpo_pairs`,
   :func:`load_samples`, :func:`evaluate`, :func:`evaluate_samples`,
   :func:`compare`, :class:`PromptTemplate`; file formats in :mod:`o1pruner.io`;
   :func:`build_dataset_streaming` for files of any size; :class:`Trainer`
   (:class:`TrainConfig`) fine-tunes the built-in model (PPO-clip with a fixed
-  or dual-ascent lambda, or the SFT-shortest baseline), :class:`TinyLMGenerator`
+  or dual-ascent lambda, the SFT-shortest or the DPO baseline), :class:`TinyLMGenerator`
   samples it; ``o1pruner.demo.run_demo`` runs the whole method on the built-in task
 - with real models (optional extras, imported on demand): :mod:`o1pruner.torch`,
   :mod:`o1pruner.hf`, :mod:`o1pruner.integrations` (TRL, verl, Ray)
@@ -61,8 +62,11 @@ from .kernels.grading import (  # noqa: E402
 )
 from .kernels.logprobs import TokenLogprobs, token_logprobs, token_logprobs_backward  # noqa: E402
 from .kernels.objectives import (  # noqa: E402
+    DPOResult,
+    DPOStats,
     PPOClipResult,
     PPOStats,
+    dpo_loss,
     ppo_clip_loss,
     sequence_logprobs,
     sequence_logprobs_backward,
@@ -90,6 +94,8 @@ from .pipeline import (  # noqa: E402
     load_samples,
     presample,
     sft_shortest_dataset,
+    dpo_pairs,
+    PairDataset,
 )
 from .train import TrainConfig, Trainer  # noqa: E402
 
@@ -130,6 +136,8 @@ __all__ = [
     "load_samples",
     "build_dataset",
     "sft_shortest_dataset",
+    "dpo_pairs",
+    "PairDataset",
     "build_dataset_streaming",
     "WeightedDataset",
     "evaluate",
@@ -146,6 +154,9 @@ __all__ = [
     "ppo_clip_loss",
     "PPOClipResult",
     "PPOStats",
+    "dpo_loss",
+    "DPOResult",
+    "DPOStats",
     "Verdict",
     "GradingResult",
     "extract_answer",

@@ -51,6 +51,17 @@ def ppo_clip_loss(
     dual_clip: Optional[float] = ...,
     logratio_clamp: Optional[float] = ...,
 ) -> Tuple[float, _F32, Tuple[float, float, float, float, float, float, int]]: ...
+def dpo_loss(
+    chosen_logp: npt.ArrayLike,
+    rejected_logp: npt.ArrayLike,
+    ref_chosen_logp: npt.ArrayLike,
+    ref_rejected_logp: npt.ArrayLike,
+    chosen_mask: npt.ArrayLike,
+    rejected_mask: npt.ArrayLike,
+    beta: float = ...,
+    weights: Optional[npt.ArrayLike] = ...,
+    length_normalize: bool = ...,
+) -> Tuple[float, _F32, _F32, Tuple[float, float, float, float, int]]: ...
 # grading
 def grader_extract(texts: Sequence[str], modes: Sequence[int]) -> list[Optional[str]]: ...
 def grader_compare(

@@ -83,6 +83,8 @@ def build_cases(seed: int = 0):
                                        lambda: o1pruner.sequence_logprobs_backward(adv[:-1], mask), (adv, mask)),
         "ppo_clip_loss": (lambda: o1pruner.ppo_clip_loss(tok, tok * 0.9, adv, mask),
                           lambda: o1pruner.ppo_clip_loss(tok, tok, adv, mask, eps_low=-1.0), (tok, adv, mask)),
+        "dpo_loss": (lambda: o1pruner.dpo_loss(tok, tok[:, 2:], adv, adv, mask | True, mask[:, 2:] | True),
+                     lambda: o1pruner.dpo_loss(tok, tok, adv, adv, mask, mask, beta=0.0), (tok, adv, mask)),
         "token_logprobs": (lambda: o1pruner.token_logprobs(logits, targets),
                            lambda: o1pruner.token_logprobs(logits, targets + V), (logits, targets)),
         "token_logprobs_backward": (lambda: o1pruner.token_logprobs_backward(logits, targets, lp, g),

@@ -179,6 +179,26 @@ CASES = {
 
         hammer(call, mutate)
     """,
+    # dpo_loss decides from the masks which pairs are padding and which rows
+    # are empty: the kernel reads a private copy of each mask
+    "dpo_mask": """
+        B, T = 256, 512
+        c = -rng.random((B, T)).astype(np.float32)
+        r = -rng.random((B, T)).astype(np.float32)
+        ref = -rng.random(B) * 100
+        mc = rng.random((B, T)) < 0.8
+        mr = rng.random((B, T)) < 0.8
+        def mutate():
+            mc[::2] = False
+            mr[1::2] = False
+            mc[:, ::3] = True
+            mr[:, ::3] = True
+
+        def call():
+            _core.dpo_loss(c, r, ref, ref, mc, mr, 0.1, None, True)
+
+        hammer(call, mutate)
+    """,
 }
 
 

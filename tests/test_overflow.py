@@ -48,6 +48,8 @@ CHILD = textwrap.dedent(r'''
         "sequence_logprobs": lambda: o.sequence_logprobs(big(S32), big(S32, np.bool_, 1)),
         "sequence_logprobs_backward": lambda: o.sequence_logprobs_backward(big((2**16,)), big(S32, np.bool_, 1)),
         "ppo_clip_loss": lambda: o.ppo_clip_loss(big(S32), big(S32), big((2**16,)), big(S32, np.bool_, 1)),
+        "dpo_loss": lambda: o.dpo_loss(big(S32), big(S32), big((2**16,), np.float64), big((2**16,), np.float64),
+                                       big(S32, np.bool_, 1), big(S32, np.bool_, 1)),
         # token log-probs: (N, V) with N*V = 2^32
         "token_logprobs": lambda: o.token_logprobs(big(S32), big((2**16,), np.int64, 0)),
         "token_logprobs_backward": lambda: o.token_logprobs_backward(
@@ -101,6 +103,7 @@ CHILD = textwrap.dedent(r'''
 
 # words that may name the offending argument in each case's message
 NAMES = ("lengths", "correct", "rewards", "token_logp", "mask", "grad", "logp", "ref_logp", "advantages",
+         "chosen_logp", "rejected_logp", "chosen_mask", "rejected_mask",
          "logits", "targets", "lse", "grad_logp", "hidden", "weight", "a", "b", "sgemm", "input_ids",
          "prompts", "prompt_ids", "prompt_offsets", "params", "grads", "n_tokens", "threads", "config",
          "n_prompts", "n_prompt_tokens", "predictions", "golds", "arena", "max_new_tokens", "stats")

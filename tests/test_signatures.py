@@ -106,6 +106,8 @@ def _required_args():
         "sequence_logprobs": dict(token_logp=lp, mask=mask),
         "sequence_logprobs_backward": dict(grad=np.ones(3), mask=mask),
         "ppo_clip_loss": dict(logp=lp, ref_logp=lp - 0.1, advantages=np.array([1.0, -1.0, 0.5]), mask=mask),
+        "dpo_loss": dict(chosen_logp=lp, rejected_logp=lp[:, :3] - 0.5, ref_chosen_logp=np.array([-5.0, -4.0, -6.0]),
+                         ref_rejected_logp=np.array([-3.0, -4.0, -2.5]), chosen_mask=mask, rejected_mask=mask[:, :3]),
         "grader_compare": dict(predictions=["1/2", "0.5000001", None], golds=["0.5", "0.5", "1"]),
         "harmonize_weights": dict(rewards=[0.1, 5.0, -3.0, 0.4]),
         "reference_stats": dict(lengths=[3.0, 4.0, 5.0], correct=[1.0, 0.0, 1.0], group=[0, 0, 1]),

@@ -57,6 +57,7 @@ def _cases():
             x for x in o1pruner.fused_linear_logprobs_backward(hidden, weight, targets, stats, g) if x is not None),
         "sequence_logprobs": lambda: (o1pruner.sequence_logprobs(tok, mask, reduce="mean"),),
         "ppo_clip_loss": lambda: (o1pruner.ppo_clip_loss(tok, tok * 0.9, adv, mask)[:2]),
+        "dpo_loss": lambda: (o1pruner.dpo_loss(tok, tok[::-1], adv, adv[::-1], mask | True, mask | True)[:3]),
         "length_harmonizing_reward": lambda: (o1pruner.length_harmonizing_reward(lengths, correct, 200.0, 0.5,
                                                                                  lam=2.0),),
         "harmonize_weights": lambda: (o1pruner.harmonize_weights(rng.normal(size=5000) * 0 + lengths / 100.0,

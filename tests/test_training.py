@@ -468,7 +468,7 @@ def test_bad_dataset_errors(tmp_path):
     (dict(lr=0.0), "lr"), (dict(lr=float("nan")), "lr"), (dict(warmup_ratio=1.0), "warmup_ratio"),
     (dict(max_grad_norm=-1.0), "max_grad_norm"), (dict(eps_low=1.0), "eps_low"), (dict(eps_high=0.0), "eps_high"),
     (dict(ratio="seq"), "ratio"), (dict(aggregate="grpo"), "aggregate"), (dict(ratio="token", aggregate="mean"), "aggregate"),
-    (dict(lam="max"), "lam"), (dict(lam=-1.0), "lam"), (dict(lam_lr=0.0), "lam_lr"), (dict(objective="dpo"), "objective"),
+    (dict(lam="max"), "lam"), (dict(lam=-1.0), "lam"), (dict(lam_lr=0.0), "lam_lr"), (dict(objective="simpo"), "objective"), (dict(dpo_beta=0.0), "dpo_beta"),
     (dict(dual_ratio="token"), "dual_ratio"), (dict(dual_estimator="x"), "dual_estimator"), (dict(clip=(4, -2)), "clip"),
     (dict(normalize="z"), "normalize"), (dict(betas=(0.9,)), "betas"), (dict(checkpoint_every=0), "checkpoint_every"),
     (dict(dual_clip=1.0), "dual_clip"), (dict(seed=1.5), "seed"),

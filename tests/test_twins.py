@@ -39,6 +39,22 @@ def _ppo(ratio, aggregate=None, **kw):
     return make
 
 
+def _dpo(**kw):
+    def make(rng):
+        B, Tc, Tr = 6, 7, 11
+        c = (-rng.random((B, Tc)) * 2).astype(np.float32)
+        r = (-rng.random((B, Tr)) * 2).astype(np.float32)
+        mc = np.arange(Tc)[None, :] < rng.integers(1, Tc + 1, B)[:, None]
+        mr = rng.random((B, Tr)) < 0.7
+        mr[:, 0] = True
+        mc[4] = mr[4] = False  # a padding pair
+        c[~mc] = np.nan        # never read
+        ref_c = rng.normal(-4, 2, B)
+        ref_r = rng.normal(-6, 2, B)
+        return (c, r, ref_c, ref_r, mc, mr), dict(**kw)
+    return make
+
+
 def _logits(rng, N=12, V=17):
     t = rng.integers(0, V, N)
     t[3] = -100
@@ -91,6 +107,10 @@ CASES = {
         _ppo("token", "token-mean", global_batch_size=8, batch_num_tokens=60),
         _ppo("token", "dr_grpo", global_batch_size=8, max_response_length=12),
     ],
+    "dpo_loss": [
+        _dpo(), _dpo(beta=0.5), _dpo(beta=2.0, length_normalize=True),
+        _dpo(beta=0.3, weights=np.array([1.0, 0.5, 0.0, 2.0, 1.0, 3.0])), _dpo(global_batch_size=9),
+    ],
     "fused_linear_logprobs": [lambda r: _fused(r, False), lambda r: _fused(r, True)],
 }
 
@@ -142,7 +162,7 @@ def _to_torch(a, grad):
 
 
 #: which arguments a torch twin differentiates
-GRAD_ARGS = {"token_logprobs": (0,), "fused_linear_logprobs": (0, 1), "ppo_clip_loss": (0,)}
+GRAD_ARGS = {"token_logprobs": (0,), "fused_linear_logprobs": (0, 1), "ppo_clip_loss": (0,), "dpo_loss": (0, 1)}
 
 
 @pytest.mark.skipif(torch is None, reason="needs the torch extra")
@@ -174,6 +194,8 @@ def test_torch_equals_slow(name, i):
         if kwargs["bias"] is not None:
             want_g.append(gb)
             got_g.append(tkw["bias"].grad)
+    elif name == "dpo_loss":  # d loss / d chosen_logp, d rejected_logp times the cotangent
+        want_g, got_g = [ref[1] * c[0], ref[2] * c[0]], [targs[0].grad, targs[1].grad]
     else:  # ppo_clip_loss: d loss / d logp times the cotangent
         want_g, got_g = [ref[1] * c[0]], [targs[0].grad]
     for k, (g, w) in enumerate(zip(got_g, want_g)):

@@ -1,6 +1,7 @@
-/* bind_ppo.c: Python bindings of kernels/ppo.c (per-sequence log-probs and the
- * PPO-clip objective). One validation block per function, then bare pointers
- * to the kernel with the GIL released. */
+/* bind_ppo.c: Python bindings of the objectives, kernels/ppo.c (per-sequence
+ * log-probs and the PPO-clip objective) and kernels/dpo.c (the DPO baseline).
+ * One validation block per function, then bare pointers to the kernel with
+ * the GIL released. */
 #include "arrays.h"
 
 #include <float.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 
 #include "bind.h"
+#include "dpo.h"
 #include "ppo.h"
 
 static const char *const reduce_choices[] = {"sum", "mean", NULL};
@@ -35,9 +37,11 @@ static PyArrayObject *mask_u8(PyObject *obj) {
     return o1p_as_mask(obj, "mask", 2);
 }
 
-/* A [B,T] float32 array with B >= 1 and T >= 1, and its [B,T] mask. */
-static int logp_and_mask(PyObject *x_obj, const char *xname, PyObject *m_obj, PyArrayObject **x,
-                         PyArrayObject **m) {
+/* A [B,T] float32 array with B >= 1 and T >= 1, and its [B,T] mask: a view
+ * (mask_u8) named "mask", or, with `mname`, an owned copy named so (a kernel
+ * that decides from the mask which rows are empty reads what was checked). */
+static int logp_and_mask_named(PyObject *x_obj, const char *xname, PyObject *m_obj, const char *mname,
+                               PyArrayObject **x, PyArrayObject **m) {
     *x = o1p_as_float(x_obj, xname, 2, NPY_FLOAT32, O1P_FLOAT_ONLY);
     if (*x == NULL) return -1;
     if (PyArray_DIM(*x, 0) < 1 || PyArray_DIM(*x, 1) < 1) {
@@ -48,9 +52,14 @@ static int logp_and_mask(PyObject *x_obj, const char *xname, PyObject *m_obj, Py
     }
     if (o1p_check_product(PyArray_DIM(*x, 0), PyArray_DIM(*x, 1), NPY_MAX_INTP / 4, xname) < 0)
         return -1;
-    *m = mask_u8(m_obj);
+    *m = mname ? o1p_as_mask(m_obj, mname, 2) : mask_u8(m_obj);
     if (*m == NULL) return -1;
-    return o1p_check_same_shape(*m, "mask", *x, xname);
+    return o1p_check_same_shape(*m, mname ? mname : "mask", *x, xname);
+}
+
+static int logp_and_mask(PyObject *x_obj, const char *xname, PyObject *m_obj, PyArrayObject **x,
+                         PyArrayObject **m) {
+    return logp_and_mask_named(x_obj, xname, m_obj, NULL, x, m);
 }
 
 /* The value at a flat index, named for an error message. */
@@ -297,6 +306,126 @@ fail:
     return result;
 }
 
+/* A per-sequence reference input: float64 [B], finite. */
+static PyArrayObject *sequence_ref(PyObject *obj, const char *name, npy_intp B) {
+    PyArrayObject *r = o1p_as_float(obj, name, 1, NPY_FLOAT64, O1P_FLOAT_ONLY);
+    if (r == NULL) return NULL;
+    if (o1p_check_dim(r, name, 0, B, "chosen_logp (one reference log-prob per pair)") < 0 ||
+        o1p_check_finite(r, name, 0) < 0) {
+        Py_DECREF(r);
+        return NULL;
+    }
+    return r;
+}
+
+static PyObject *py_dpo_loss(PyObject *self, PyObject *args, PyObject *kwds) {
+    (void)self;
+    static char *kwlist[] = {"chosen_logp", "rejected_logp", "ref_chosen_logp", "ref_rejected_logp", "chosen_mask",
+                             "rejected_mask", "beta", "weights", "length_normalize", NULL};
+    PyObject *c_obj, *r_obj, *rc_obj, *rr_obj, *mc_obj, *mr_obj, *beta_obj = NULL, *w_obj = Py_None;
+    PyObject *ln_obj = Py_False;
+    PyArrayObject *c = NULL, *mc = NULL, *r = NULL, *mr = NULL, *refc = NULL, *refr = NULL, *w = NULL;
+    PyArrayObject *gc = NULL, *gr = NULL;
+    PyObject *result = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOO|OOO:dpo_loss", kwlist, &c_obj, &r_obj, &rc_obj, &rr_obj,
+                                     &mc_obj, &mr_obj, &beta_obj, &w_obj, &ln_obj))
+        return NULL;
+
+    /* scalar options */
+    dpo_config cfg = {0.1, 0};
+    if (beta_obj && (o1p_parse_double(beta_obj, "beta", &cfg.beta) < 0)) return NULL;
+    if (!(cfg.beta > 0.0) || !isfinite(cfg.beta)) {
+        PyErr_Format(PyExc_ValueError, "beta: must be a finite number > 0, got %R", beta_obj);
+        return NULL;
+    }
+    if (!(PyBool_Check(ln_obj) || PyArray_IsScalar(ln_obj, Bool))) {
+        PyErr_Format(PyExc_TypeError, "length_normalize: expected a bool, got %s", Py_TYPE(ln_obj)->tp_name);
+        return NULL;
+    }
+    cfg.length_normalize = PyObject_IsTrue(ln_obj);
+
+    /* arrays */
+    if (logp_and_mask_named(c_obj, "chosen_logp", mc_obj, "chosen_mask", &c, &mc) < 0) goto fail;
+    npy_intp B = PyArray_DIM(c, 0), Tc = PyArray_DIM(c, 1);
+    if (logp_and_mask_named(r_obj, "rejected_logp", mr_obj, "rejected_mask", &r, &mr) < 0) goto fail;
+    npy_intp Tr = PyArray_DIM(r, 1);
+    if (o1p_check_dim(r, "rejected_logp", 0, B, "chosen_logp (one rejected response per pair)") < 0) goto fail;
+    refc = sequence_ref(rc_obj, "ref_chosen_logp", B);
+    if (refc == NULL) goto fail;
+    refr = sequence_ref(rr_obj, "ref_rejected_logp", B);
+    if (refr == NULL) goto fail;
+    if (w_obj != Py_None) {
+        w = o1p_as_float(w_obj, "weights", 1, NPY_FLOAT64, O1P_ALLOW_INT);
+        if (w == NULL) goto fail;
+        if (o1p_check_dim(w, "weights", 0, B, "chosen_logp (one weight per pair)") < 0 ||
+            o1p_check_finite(w, "weights", 0) < 0)
+            goto fail;
+        const double *wv = (const double *)PyArray_DATA(w);
+        for (npy_intp b = 0; b < B; b++) {
+            if (wv[b] < 0) {
+                char buf[32];
+                snprintf(buf, sizeof buf, "%.9g", wv[b]);
+                PyErr_Format(PyExc_ValueError, "weights: must be >= 0, got %s at index %zd", buf, (Py_ssize_t)b);
+                goto fail;
+            }
+        }
+    }
+    gc = (PyArrayObject *)PyArray_EMPTY(2, PyArray_DIMS(c), NPY_FLOAT32, 0);
+    if (gc == NULL) goto fail;
+    gr = (PyArrayObject *)PyArray_EMPTY(2, PyArray_DIMS(r), NPY_FLOAT32, 0);
+    if (gr == NULL) goto fail;
+
+    dpo_result res = {0};
+    int st;
+    /* each product was checked below NPY_MAX_INTP / 4, so their sum fits */
+    o1p_int work = (o1p_int)(B * Tc) + (o1p_int)(B * Tr);
+    O1P_WITHOUT_GIL(work, st = dpo_loss_forward_backward(
+                              &cfg, B, Tc, Tr, (const float *)PyArray_DATA(c), (const uint8_t *)PyArray_DATA(mc),
+                              (const float *)PyArray_DATA(r), (const uint8_t *)PyArray_DATA(mr),
+                              (const double *)PyArray_DATA(refc), (const double *)PyArray_DATA(refr),
+                              w ? (const double *)PyArray_DATA(w) : NULL, (float *)PyArray_DATA(gc),
+                              (float *)PyArray_DATA(gr), &res));
+    if (st == O1P_EVALUE) {
+        const char *side = res.bad_which == 1 ? "rejected" : "chosen";
+        if (res.bad_which == 2) {
+            PyErr_Format(PyExc_ValueError,
+                         "ref_chosen_logp: the implicit rewards of pair %zd overflow float64 (beta times "
+                         "log-prob minus reference is not finite)",
+                         (Py_ssize_t)res.bad_row);
+        } else if (res.bad_row >= 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s_mask: row %zd has no valid token while the %s response of that pair has some; "
+                         "a response needs at least one token (mask both rows of a padding pair)",
+                         side, (Py_ssize_t)res.bad_row, res.bad_which == 1 ? "chosen" : "rejected");
+        } else {
+            npy_intp T = res.bad_which == 1 ? Tr : Tc, i = res.bad_index;
+            float v = ((const float *)PyArray_DATA(res.bad_which == 1 ? r : c))[i];
+            PyErr_Format(PyExc_ValueError,
+                         "%s_logp: %s at valid position (b=%zd, t=%zd); valid log-probs must be finite "
+                         "(mask out a token the policy cannot produce)",
+                         side, describe(v), (Py_ssize_t)(i / T), (Py_ssize_t)(i % T));
+        }
+        goto fail;
+    }
+    if (st != O1P_OK) {
+        o1p_raise_status(st, "dpo_loss");
+        goto fail;
+    }
+    result = Py_BuildValue("(dOO(ddddL))", res.loss, gc, gr, res.margin_mean, res.accuracy, res.chosen_reward_mean,
+                           res.rejected_reward_mean, (long long)res.count);
+fail:
+    Py_XDECREF(c);
+    Py_XDECREF(mc);
+    Py_XDECREF(r);
+    Py_XDECREF(mr);
+    Py_XDECREF(refc);
+    Py_XDECREF(refr);
+    Py_XDECREF(w);
+    Py_XDECREF(gc);
+    Py_XDECREF(gr);
+    return result;
+}
+
 PyMethodDef o1p_ppo_methods[] = {
     {"sequence_logprobs", (PyCFunction)(void (*)(void))py_sequence_logprobs, METH_VARARGS | METH_KEYWORDS,
      "sequence_logprobs($module, /, token_logp, mask, reduce='sum')\n--\n\n"
@@ -310,5 +439,10 @@ PyMethodDef o1p_ppo_methods[] = {
      "ratio='sequence_mean', aggregate=None, dual_clip=None, logratio_clamp=None)\n--\n\n"
      "The PPO-clip loss and its gradient -> (loss, grad float32[B,T], (clip_fraction, "
      "dual_clip_fraction, approx_kl, ratio_mean, ratio_min, ratio_max, count))."},
+    {"dpo_loss", (PyCFunction)(void (*)(void))py_dpo_loss, METH_VARARGS | METH_KEYWORDS,
+     "dpo_loss($module, /, chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp, chosen_mask, "
+     "rejected_mask, beta=0.1, weights=None, length_normalize=False)\n--\n\n"
+     "The DPO loss and its gradients -> (loss, grad_chosen float32[B,Tc], grad_rejected float32[B,Tr], "
+     "(reward_margin, reward_accuracy, chosen_reward, rejected_reward, count))."},
     {NULL, NULL, 0, NULL},
 };

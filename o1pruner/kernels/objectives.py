@@ -1,7 +1,8 @@
 """O1-Pruner's training objective (method.md step 3): per-sequence log-probs
 and the off-policy PPO-clip loss with its gradient, plus the token-level
-variants of its peers (TRL's GRPOTrainer, verl). The numbers come from the C
-core; this module owns the documentation and the defaults."""
+variants of its peers (TRL's GRPOTrainer, verl); and the DPO loss of the
+paper's DPO baseline. The numbers come from the C core; this module owns the
+documentation and the defaults."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ __all__ = [
     "sequence_logprobs",
     "sequence_logprobs_backward",
     "ppo_clip_loss",
+    "DPOStats",
+    "DPOResult",
+    "dpo_loss",
 ]
 
 
@@ -367,3 +371,161 @@ def micro_batch_scale(ratio: str, aggregate: Optional[str], b: int, T: int, n_to
     if agg in ("grpo", "seq-mean-token-mean", "seq-mean-token-sum"):
         return b / G
     return b / (G * (T if L is None else L))  # dr_grpo
+
+
+class DPOStats(NamedTuple):
+    """Diagnostics of one :func:`dpo_loss` call, over its non-padding pairs
+    (`count` of them; unweighted). The implicit rewards are
+    ``beta * (log pi(y|x) - log pi_ref(y|x))`` (TRL's ``rewards/*``). All 0
+    when ``count == 0``.
+
+    Attributes
+    ----------
+    reward_margin : float
+        Mean of ``chosen reward - rejected reward`` (the margin z of the loss).
+    reward_accuracy : float
+        Share of pairs whose margin is > 0 (the policy prefers the chosen
+        response more than the reference does).
+    chosen_reward, rejected_reward : float
+        Means of the implicit rewards of the chosen and rejected responses.
+    count : int
+        Non-padding pairs.
+    """
+
+    reward_margin: float
+    reward_accuracy: float
+    chosen_reward: float
+    rejected_reward: float
+    count: int
+
+
+class DPOResult(NamedTuple):
+    """Result of :func:`dpo_loss`.
+
+    Attributes
+    ----------
+    loss : float
+        The objective to minimise.
+    chosen_grad : ndarray of float32, shape (B, Tc)
+        d loss / d chosen_logp; 0 on masked tokens.
+    rejected_grad : ndarray of float32, shape (B, Tr)
+        d loss / d rejected_logp; 0 on masked tokens.
+    stats : DPOStats
+    """
+
+    loss: float
+    chosen_grad: np.ndarray
+    rejected_grad: np.ndarray
+    stats: DPOStats
+
+
+def dpo_loss(
+    chosen_logp: npt.ArrayLike,
+    rejected_logp: npt.ArrayLike,
+    ref_chosen_logp: npt.ArrayLike,
+    ref_rejected_logp: npt.ArrayLike,
+    chosen_mask: npt.ArrayLike,
+    rejected_mask: npt.ArrayLike,
+    beta: float = 0.1,
+    *,
+    weights: Optional[npt.ArrayLike] = None,
+    length_normalize: bool = False,
+    global_batch_size: Optional[int] = None,
+) -> DPOResult:
+    """The DPO loss (Rafailov et al. 2023) and its gradients: the paper's
+    DPO baseline (method.md), preference pairs against the frozen reference::
+
+        pi_c = sum_t chosen_mask * chosen_logp      (the policy's log pi(y_c|x))
+        pi_r = sum_t rejected_mask * rejected_logp
+        z_b  = beta * ((pi_c - ref_chosen_logp) - (pi_r - ref_rejected_logp))
+        loss = sum_b w_b * -log sigmoid(z_b) / B
+
+    (TRL's DPOTrainer ``loss_type="sigmoid"`` without label smoothing; with
+    ``w = 1`` the mean over pairs). ``-log sigmoid`` is evaluated as
+    ``softplus(-z)``, stable for any margin.
+
+    The chosen and rejected token log-probs are separate arrays, each with
+    its own width: a trainer that scores both in one forward pass over a
+    ``[2B, T]`` batch laid out as chosen rows then rejected rows passes the
+    two halves (views, no copy); one whose rejected responses (the longest
+    samples) are much longer pads each side only to its own length.
+
+    Parameters
+    ----------
+    chosen_logp, rejected_logp : array_like of float, shapes (B, Tc), (B, Tr)
+        Token log-probs of each pair's chosen and rejected response under the
+        policy being trained. Masked entries are ignored (any value, NaN
+        included); valid ones must be finite.
+    ref_chosen_logp, ref_rejected_logp : array_like of float, shape (B,)
+        The frozen reference's sequence log-probs of the same responses
+        (``sequence_logprobs(ref_token_logp, mask)``, computed once; with
+        `length_normalize` the means, ``reduce="mean"``). Finite. Kept in
+        float64.
+    chosen_mask, rejected_mask : array_like of bool or 0/1, shapes (B, Tc), (B, Tr)
+        1 for response tokens. A pair whose two rows are both fully masked
+        is padding: it contributes 0 to the loss and the gradients, is left
+        out of the statistics, and still counts in B. A pair with exactly one
+        empty row is an error (a response has at least its end token).
+    beta : float, default 0.1
+        The KL weight (the inverse temperature of the margin); finite, > 0.
+    weights : array_like of float, shape (B,), optional
+        A weight per pair, finite and >= 0 (default 1). The loss is
+        ``sum_b w_b l_b / B`` (not divided by the weights' sum, so it does
+        not depend on how a batch is split).
+    length_normalize : bool, default False
+        Use the mean of the valid token log-probs instead of their sum (a
+        length-normalised DPO, as SimPO / IPO's normalised variants; the
+        references must then be means too).
+    global_batch_size : int, optional
+        The B of the whole batch when this call is one micro-batch of it:
+        the loss and gradients are those of the micro-batch's share, so their
+        sums over the micro-batches equal the whole batch's.
+
+    Returns
+    -------
+    DPOResult
+        ``(loss, chosen_grad, rejected_grad, stats)``: the loss as a float,
+        d loss / d chosen_logp and d loss / d rejected_logp as float32 arrays
+        of the inputs' shapes (0 on masked tokens), and :class:`DPOStats`.
+
+    Raises
+    ------
+    ValueError
+        Shapes that disagree (the message names both arguments), B or a
+        width of 0, a valid log-prob that is NaN or +-inf, a non-finite
+        reference (or implicit rewards beyond float64), a pair with exactly
+        one empty row, mask values other than
+        0/1, ``beta <= 0`` or non-finite, negative or non-finite weights.
+    TypeError
+        Non-floating log-probs, non-numeric options, a `length_normalize`
+        that is not a bool.
+
+    Notes
+    -----
+    Each sequence log-prob is a float64 sum of float32 token log-probs; the
+    margin, the loss and its derivative ``-beta w_b sigmoid(-z_b) / B`` are
+    float64, the gradients are stored as float32. Results do not depend on
+    the thread count.
+
+    Examples
+    --------
+    >>> import numpy as np, o1pruner
+    >>> c = np.array([[-1.0, -1.0, 0.0]])          # chosen: 2 tokens
+    >>> r = np.array([[-1.0, -2.0, -3.0]])         # rejected: 3 tokens
+    >>> m_c, m_r = np.array([[1, 1, 0]]), np.ones((1, 3))
+    >>> res = o1pruner.dpo_loss(c, r, [-2.0], [-6.0], m_c, m_r, beta=0.1)
+    >>> round(res.loss, 6)                         # policy = reference: log 2
+    0.693147
+    >>> res.chosen_grad.tolist()                   # -beta * sigmoid(0)
+    [[-0.05000000074505806, -0.05000000074505806, 0.0]]
+    >>> res.stats.reward_accuracy, res.stats.count
+    (0.0, 1)
+    """
+    loss, gc, gr, stats = _core.dpo_loss(chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp,
+                                         chosen_mask, rejected_mask, beta, weights, length_normalize)
+    if global_batch_size is not None:
+        G = _count(global_batch_size, "global_batch_size", 1)
+        assert G is not None
+        scale = gc.shape[0] / G
+        loss, gc, gr = loss * scale, gc * np.float32(scale), gr * np.float32(scale)
+    return DPOResult(loss, gc, gr, DPOStats(*stats))

@@ -18,6 +18,7 @@ __all__ = [
     "sequence_logprobs",
     "sequence_logprobs_backward",
     "ppo_clip_loss",
+    "dpo_loss",
     "fused_linear_logprobs",
     "fused_linear_logprobs_backward",
     "tinylm_forward",
@@ -252,6 +253,44 @@ def ppo_clip_loss(logp, ref_logp, advantages, mask, eps_low=0.2, eps_high=0.2,
         count=count,
     )
     return float(loss), grad, stats
+
+
+# ---- DPO (the paper's DPO baseline) ------------------------------------------
+
+def dpo_loss(chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp, chosen_mask, rejected_mask,
+             beta=0.1, *, weights=None, length_normalize=False, global_batch_size=None):
+    """(loss, d loss / d chosen_logp, d loss / d rejected_logp, stats dict), float64.
+
+    pi = sum (or mean) of the valid token log-probs of each response;
+    z = beta ((pi_c - ref_c) - (pi_r - ref_r)); loss = sum_b w_b softplus(-z_b) / B
+    over the pairs that are not padding (both rows empty), B = `global_batch_size`
+    when given; d loss / d pi_c = -beta w sigmoid(-z) / B = -d loss / d pi_r.
+    """
+    reduce = "mean" if length_normalize else "sum"
+    mc, mr = np.asarray(chosen_mask).astype(bool), np.asarray(rejected_mask).astype(bool)
+    pi_c = sequence_logprobs(chosen_logp, mc, reduce)
+    pi_r = sequence_logprobs(rejected_logp, mr, reduce)
+    b = pi_c.shape[0]
+    B = b if global_batch_size is None else int(global_batch_size)
+    w = np.ones(b) if weights is None else np.asarray(weights, dtype=np.float64)
+    ok = mc.any(axis=1)  # a pair with both rows empty is padding
+    reward_c = beta * (pi_c - np.asarray(ref_chosen_logp, np.float64))
+    reward_r = beta * (pi_r - np.asarray(ref_rejected_logp, np.float64))
+    z = reward_c - reward_r
+    loss = np.sum(np.where(ok & (w != 0), w * np.logaddexp(0.0, -z), 0.0)) / B
+    d = np.where(ok, w * beta * np.exp(-np.logaddexp(0.0, z)) / B, 0.0)  # sigmoid(-z) without overflow
+    count = int(ok.sum())
+    stats = dict(
+        reward_margin=z[ok].mean() if count else 0.0,
+        reward_accuracy=(z[ok] > 0).mean() if count else 0.0,
+        chosen_reward=reward_c[ok].mean() if count else 0.0,
+        rejected_reward=reward_r[ok].mean() if count else 0.0,
+        count=count,
+    )
+    return (float(loss), sequence_logprobs_backward(-d, mc, reduce), sequence_logprobs_backward(d, mr, reduce),
+            stats)
+
+
 # ---- fused LM head + token log-probs (the fused family) --------------------
 
 def _lm_head_logits(hidden, weight, bias):

@@ -16,6 +16,8 @@ Results come back as tensors sharing the kernels' output buffers.
 - :func:`ppo_clip_loss`: O1-Pruner's off-policy PPO-clip loss (and the peers'
   token-level variants), gradient with respect to the policy's log-probs; in
   pure torch, so on any device (the Hugging Face trainer's loss).
+- :func:`dpo_loss`: the DPO loss of the paper's DPO baseline, in pure torch
+  (autograd gives the gradients), on any device.
 
 Needs ``pip install 'o1pruner[torch]'``.
 """
@@ -33,7 +35,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 import o1pruner as _o1p
 
-__all__ = ["token_logprobs", "fused_linear_logprobs", "ppo_clip_loss", "as_numpy"]
+__all__ = ["token_logprobs", "fused_linear_logprobs", "ppo_clip_loss", "dpo_loss", "as_numpy"]
 
 
 def as_numpy(t, name: str, *, grad_ok: bool = True) -> np.ndarray:
@@ -393,3 +395,109 @@ def ppo_clip_loss(logp, ref_logp, advantages, mask, eps_low: float = 0.2, eps_hi
         loss = _PPOClipLoss.apply(logp, grad, loss)
     st = _o1p.PPOStats(*stats)
     return (loss, st) if return_stats else loss
+
+
+# ---- DPO -------------------------------------------------------------------------------
+
+def _check_dpo(chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp, chosen_mask, rejected_mask, beta,
+               weights, length_normalize):
+    named = (("chosen_logp", chosen_logp), ("rejected_logp", rejected_logp), ("ref_chosen_logp", ref_chosen_logp),
+             ("ref_rejected_logp", ref_rejected_logp), ("chosen_mask", chosen_mask), ("rejected_mask", rejected_mask))
+    for name, t in named + ((("weights", weights),) if weights is not None else ()):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    for name, t in (("ref_chosen_logp", ref_chosen_logp), ("ref_rejected_logp", ref_rejected_logp),
+                    ("weights", weights)):
+        if t is not None and t.requires_grad and torch.is_grad_enabled():
+            raise ValueError(f"{name}: requires grad, but this function gives no gradient to it (it is a constant "
+                             "of the objective); pass it detached")
+    for name, t in (("chosen_logp", chosen_logp), ("rejected_logp", rejected_logp)):
+        if not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating tensor, got {t.dtype}")
+        if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+            raise ValueError(f"{name}: expected shape (B, T) with B, T >= 1, got {tuple(t.shape)}")
+    B = chosen_logp.shape[0]
+    if rejected_logp.shape[0] != B:
+        raise ValueError(f"rejected_logp: {rejected_logp.shape[0]} rows, chosen_logp has B = {B}")
+    for name, m, t in (("chosen_mask", chosen_mask, chosen_logp), ("rejected_mask", rejected_mask, rejected_logp)):
+        if tuple(m.shape) != tuple(t.shape):
+            raise ValueError(f"{name}: shape {tuple(m.shape)} does not match its log-probs {tuple(t.shape)}")
+    for name, t in (("ref_chosen_logp", ref_chosen_logp), ("ref_rejected_logp", ref_rejected_logp),
+                    ("weights", weights)):
+        if t is None:
+            continue
+        if tuple(t.shape) != (B,):
+            raise ValueError(f"{name}: shape {tuple(t.shape)} does not match chosen_logp's B = {B}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name}: must be finite")
+    if weights is not None and bool((weights < 0).any()):
+        raise ValueError("weights: must be >= 0")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (0 < beta < float("inf")):
+        raise ValueError(f"beta: must be a finite number > 0, got {beta!r}")
+    if not isinstance(length_normalize, bool):
+        raise TypeError(f"length_normalize: expected a bool, got {type(length_normalize).__name__}")
+    mc, mr = chosen_mask.bool(), rejected_mask.bool()
+    if bool((mc.any(1) != mr.any(1)).any()):
+        raise ValueError("chosen_mask: a pair has exactly one empty row (mask both rows of a padding pair)")
+    for name, t, m in (("chosen_logp", chosen_logp, mc), ("rejected_logp", rejected_logp, mr)):
+        if bool((~torch.isfinite(t.detach()) & m).any()):
+            raise ValueError(f"{name}: non-finite value at a valid position (mask such tokens out)")
+
+
+def dpo_loss(chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp, chosen_mask, rejected_mask,
+             beta: float = 0.1, *, weights=None, length_normalize: bool = False,
+             global_batch_size: Optional[int] = None,
+             return_stats: bool = False) -> Union["torch.Tensor", Tuple["torch.Tensor", "_o1p.DPOStats"]]:
+    """Differentiable DPO loss in torch (any device), gradients w.r.t.
+    `chosen_logp` and `rejected_logp` by autograd: the torch twin of
+    :func:`o1pruner.dpo_loss` (same arguments, formulas and precision: the
+    sums, the margin and the loss in float64, float32 on MPS;
+    ``o1pruner.kernels.slow.dpo_loss`` is the NumPy twin).
+
+    Parameters
+    ----------
+    chosen_logp, rejected_logp : Tensor, shapes (B, Tc), (B, Tr)
+    ref_chosen_logp, ref_rejected_logp : Tensor, shape (B,)
+        Constants: must not require grad.
+    chosen_mask, rejected_mask : Tensor of bool or 0/1
+    beta, weights, length_normalize, global_batch_size :
+        See :func:`o1pruner.dpo_loss`.
+    return_stats : bool, default False
+        Also return the :class:`o1pruner.DPOStats` (one host synchronisation).
+
+    Returns
+    -------
+    loss : 0-d Tensor in the dtype of `chosen_logp`
+        (and the stats when `return_stats`)
+    """
+    _check_dpo(chosen_logp, rejected_logp, ref_chosen_logp, ref_rejected_logp, chosen_mask, rejected_mask, beta,
+               weights, length_normalize)
+    if global_batch_size is not None and (isinstance(global_batch_size, bool)
+                                          or not isinstance(global_batch_size, (int, np.integer))
+                                          or global_batch_size < 1):
+        raise ValueError(f"global_batch_size: must be an int >= 1 or None, got {global_batch_size!r}")
+    f64 = _wide(chosen_logp.device)
+    zero = torch.zeros((), dtype=f64, device=chosen_logp.device)
+    mc, mr = chosen_mask.bool(), rejected_mask.bool()
+
+    def seq(lp, m):  # masked entries are selected away (NaN there does not leak in)
+        s = torch.where(m, lp.to(f64), zero).sum(1)
+        return s / m.sum(1).clamp(min=1).to(f64) if length_normalize else s
+
+    b = chosen_logp.shape[0]
+    B = b if global_batch_size is None else int(global_batch_size)
+    reward_c = beta * (seq(chosen_logp, mc) - ref_chosen_logp.to(f64))
+    reward_r = beta * (seq(rejected_logp, mr) - ref_rejected_logp.to(f64))
+    z = reward_c - reward_r
+    ok = mc.any(1)
+    w = torch.ones(b, dtype=f64, device=z.device) if weights is None else weights.to(f64)
+    keep = ok & (w != 0)
+    per = torch.where(keep, w * -torch.nn.functional.logsigmoid(torch.where(keep, z, zero)), zero)
+    loss = (per.sum() / B).to(chosen_logp.dtype)
+    if not return_stats:
+        return loss
+    with torch.no_grad():
+        count = int(ok.sum())
+        stats = (float(z[ok].mean()), float((z[ok] > 0).double().mean()), float(reward_c[ok].mean()),
+                 float(reward_r[ok].mean()), count) if count else (0.0, 0.0, 0.0, 0.0, 0)
+    return loss, _o1p.DPOStats(*stats)

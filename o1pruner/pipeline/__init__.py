@@ -12,10 +12,10 @@ generate -> grade -> measure path), :mod:`.presample`, :mod:`.build`,
 :mod:`.metrics`. ``o1pruner.evaluation`` (the former module) is this package.
 """
 
-from ..data.dataset import WeightedDataset
+from ..data.dataset import PairDataset, WeightedDataset
 from ..data.records import as_problems
 from ..data.tokenize import count_tokens
-from .build import build_dataset, sft_shortest_dataset
+from .build import build_dataset, dpo_pairs, sft_shortest_dataset
 from .evaluate import (
     DEFAULT_ACCURACY_BINS,
     EvalResult,
@@ -37,7 +37,9 @@ __all__ = [
     "load_samples",
     "build_dataset",
     "sft_shortest_dataset",
+    "dpo_pairs",
     "WeightedDataset",
+    "PairDataset",
     "build_dataset_streaming",
     "StreamResult",
     "iter_samples",

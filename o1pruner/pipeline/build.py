@@ -1,7 +1,7 @@
 """Building the weighted training set (method.md step 2) exactly as the public
 O1-Pruner code does, on the C kernels: reference statistics per problem,
 length-harmonizing rewards, normalised weights, the seeded selection of
-samples per problem; and the SFT-shortest baseline's set."""
+samples per problem; and the baselines' sets: SFT-shortest and DPO pairs."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .. import data as _io
-from ..data.dataset import WeightedDataset
+from ..data.dataset import RESPONSE_FIELDS, PairDataset, WeightedDataset
 from ..data.io import PathLike
 from ..data.prompts import as_template
 from ..kernels.rewards import harmonize_weights, length_harmonizing_reward, reference_stats
 from .generate import lengths_and_correct
 from .presample import load_samples
 
-__all__ = ["build_dataset", "sft_shortest_dataset", "check_build_options", "select_ranks"]
+__all__ = ["build_dataset", "sft_shortest_dataset", "dpo_pairs", "check_build_options", "select_ranks"]
 
 
 # ---- the weighted dataset -------------------------------------------------------------
@@ -278,3 +278,108 @@ def sft_shortest_dataset(
                  "ref_accuracy": float(stats.accuracy[g]), "n_samples": int(stats.count[g])} for g in range(len(order))]
     return WeightedDataset(records, problems, 1.0, 0.0, {"baseline": "sft_shortest", "n": n})
 
+
+
+def _as_number(x: float) -> Union[int, float]:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def dpo_pairs(
+    samples: Union[PathLike, Sequence[Mapping[str, Any]]],
+    n: int = 1,
+    *,
+    k: Optional[int] = None,
+    tokenizer: Any = None,
+    grader: Optional[Callable] = None,
+    grade_from: str = "solution",
+    format: str = "auto",
+    out: Optional[PathLike] = None,
+) -> PairDataset:
+    """The paper's DPO baseline's preference pairs (method.md "Baselines"):
+    for each problem, chosen = its shortest correct sample, rejected = its
+    longest sample (correct or not), trained with :func:`o1pruner.dpo_loss`
+    (``TrainConfig(objective="dpo")``).
+
+    With ``n > 1`` each of the `n` shortest correct samples is paired with
+    the longest one (``n=2`` is the paper's "2 shortest correct vs longest").
+    Ties in length go to the sample first in file order (the shortest
+    correct) and to the last (the longest). Problems are skipped when they
+    have no correct sample ("no_correct") or when no sample is strictly
+    longer than the shortest correct one, e.g. every sample of the same
+    length ("no_longer"; a chosen sample is never also the rejected one); a
+    chosen sample not strictly shorter than the longest is left out. The
+    counts are in :meth:`PairDataset.counts` and
+    :meth:`PairDataset.summary`.
+
+    Parameters
+    ----------
+    samples : path or list of dict
+        Sample records, as for :func:`build_dataset` (``length`` and
+        ``correct`` computed when absent, with `tokenizer` / `grader`).
+    n : int, default 1
+        Chosen samples per problem.
+    k, tokenizer, grader, grade_from, format
+        As for :func:`build_dataset`.
+    out : path, optional
+        Also write the pairs as JSONL (one pair a line, atomically);
+        :meth:`PairDataset.from_jsonl` and the trainer read it back.
+
+    Returns
+    -------
+    PairDataset
+
+    Raises
+    ------
+    ValueError
+        No samples, missing fields, bad `n`, or no problem giving a pair.
+
+    Examples
+    --------
+    >>> import o1pruner
+    >>> samples = [
+    ...     {"problem_id": p, "problem": "1+1", "ground_truth_answer": "2", "solution": "s", "length": L, "correct": c}
+    ...     for p, L, c in [(0, 100, True), (0, 300, False), (0, 200, True), (1, 50, False), (2, 80, True)]
+    ... ]
+    >>> pairs = o1pruner.dpo_pairs(samples)
+    >>> [(r["chosen"]["length"], r["rejected"]["length"]) for r in pairs]
+    [(100, 300)]
+    >>> pairs.counts()["no_correct"], pairs.counts()["no_longer"]
+    (1, 1)
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: must be an int >= 1, got {n!r}")
+    flat, order, offsets, lengths, correct = _prepare(samples, k, tokenizer, grader, grade_from, format)
+    stats = reference_stats(lengths, correct, offsets=offsets)
+    records: List[Dict[str, Any]] = []
+    problems: List[Dict[str, Any]] = []
+    for g in range(len(order)):
+        lo, hi = int(offsets[g]), int(offsets[g + 1])
+        idx = range(lo, hi)
+        good = sorted((i for i in idx if correct[i]), key=lambda i: lengths[i])  # stable: file order on ties
+        longest = max(reversed(idx), key=lambda i: lengths[i])  # the last of the longest
+        chosen = [i for i in good[:n] if lengths[i] < lengths[longest]]
+        problem = {"problem_id": flat[lo]["problem_id"], "ref_mean_length": float(stats.mean_length[g]),
+                   "ref_accuracy": float(stats.accuracy[g]), "n_samples": int(stats.count[g]),
+                   "pairs": len(chosen), "skipped": None if chosen else ("no_correct" if not good else "no_longer")}
+        problems.append(problem)
+        for i in chosen:
+            sides = []
+            for j in (i, longest):
+                r = dict(flat[j])
+                r["length"], r["correct"] = _as_number(lengths[j]), bool(correct[j])
+                sides.append(r)
+            c, rj = sides
+            shared = {key: v for key, v in c.items() if key not in RESPONSE_FIELDS and key in rj and rj[key] == v}
+            rec: Dict[str, Any] = dict(shared)
+            rec.update(ref_mean_length=problem["ref_mean_length"], ref_accuracy=problem["ref_accuracy"],
+                       n_samples=problem["n_samples"])
+            rec["chosen"] = {key: v for key, v in c.items() if key not in shared}
+            rec["rejected"] = {key: v for key, v in rj.items() if key not in shared}
+            records.append(rec)
+    if not records:
+        raise ValueError("samples: no problem gives a pair (none has a correct sample shorter than its longest "
+                         "sample); the DPO set is empty")
+    ds = PairDataset(records, problems, {"baseline": "dpo", "n": int(n), "grade_from": grade_from})
+    if out is not None:
+        ds.to_jsonl(out)
+    return ds

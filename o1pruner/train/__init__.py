@@ -1,6 +1,6 @@
 """Off-policy fine-tuning of the built-in model (method.md step 3): O1-Pruner's
 PPO-clip objective against a frozen reference, with a fixed lambda or the
-dual ascent of method.md ("Going beyond"), and the SFT-shortest baseline,
+dual ascent of method.md ("Going beyond"), and the SFT-shortest and DPO baselines,
 with per-step logs, crash-safe checkpoints and exact resume.
 
 Modules: :mod:`.objective` (:class:`PPOConfig`, the objective spec shared with

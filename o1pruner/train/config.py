@@ -22,16 +22,25 @@ class TrainConfig(PPOConfig):
 
     Parameters
     ----------
-    objective : {"ppo", "sft"}, default "ppo"
+    objective : {"ppo", "sft", "dpo"}, default "ppo"
         "ppo": O1-Pruner's off-policy PPO-clip loss with the records'
         weights as advantages (:func:`o1pruner.ppo_clip_loss`). "sft":
         supervised fine-tuning, the mean negative log-likelihood per response
         token of the batch (the paper's SFT baseline; weights are ignored).
+        "dpo": the paper's DPO baseline on preference pairs
+        (:func:`o1pruner.dpo_pairs`) with :func:`o1pruner.dpo_loss` against
+        the frozen reference (the PPO fields are not used).
+    dpo_beta : float, default 0.1
+        DPO's beta (> 0), with ``objective="dpo"``.
+    dpo_length_normalize : bool, default False
+        DPO on mean instead of summed token log-probs (see
+        :func:`o1pruner.dpo_loss`).
     epochs : int, default 1
     batch_size : int, default 32
-        Sequences per optimizer step (the last batch of an epoch may be smaller).
+        Sequences per optimizer step (the last batch of an epoch may be
+        smaller); pairs with ``objective="dpo"`` (each pair is two sequences).
     micro_batch_size : int or None
-        Sequences per forward/backward; gradients are accumulated over the
+        Sequences (DPO: pairs) per forward/backward; gradients are accumulated over the
         micro-batches of a step, with every loss normalised by batch-level
         counts, so the step is the same as with one micro-batch.
     lr : float, default 1e-4
@@ -96,6 +105,8 @@ class TrainConfig(PPOConfig):
     """
 
     objective: str = "ppo"
+    dpo_beta: float = 0.1
+    dpo_length_normalize: bool = False
     epochs: int = 1
     batch_size: int = 32
     micro_batch_size: Optional[int] = None
@@ -131,8 +142,12 @@ class TrainConfig(PPOConfig):
         def number(name, lo=None, hi=None, lo_open=False, hi_open=False, allow_none=False):
             setattr(self, name, bounded_number(getattr(self, name), name, lo, hi, lo_open, hi_open, allow_none))
 
-        if self.objective not in ("ppo", "sft"):
-            raise ValueError(f"objective: must be 'ppo' or 'sft', got {self.objective!r}")
+        if self.objective not in ("ppo", "sft", "dpo"):
+            raise ValueError(f"objective: must be 'ppo', 'sft' or 'dpo', got {self.objective!r}")
+        number("dpo_beta", 0, lo_open=True)
+        if not isinstance(self.dpo_length_normalize, (bool, np.bool_)):
+            raise ValueError(f"dpo_length_normalize: must be a bool, got {self.dpo_length_normalize!r}")
+        self.dpo_length_normalize = bool(self.dpo_length_normalize)
         for n in ("epochs", "batch_size", "keep_checkpoints"):
             pos_int(n)
         for n in ("micro_batch_size", "checkpoint_every", "max_length"):

@@ -53,7 +53,11 @@ class RunLog:
         if self.appender is not None:
             self.appender.write_batch([log])
         if self.bar is not None:
-            post = {"loss": f"{log['loss']:.4f}", "clip": f"{log['clip_fraction']:.2f}"}
+            post = {"loss": f"{log['loss']:.4f}"}
+            if "clip_fraction" in log:
+                post["clip"] = f"{log['clip_fraction']:.2f}"
+            if "reward_accuracy" in log:  # DPO
+                post["acc"] = f"{log['reward_accuracy']:.2f}"
             if log["lam"] is not None:
                 post["lam"] = f"{log['lam']:.2f}"
             self.bar.set_postfix(post, refresh=False)

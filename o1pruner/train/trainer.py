@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import data as _io
 from .._atomic import PathLike
-from ..data.dataset import WeightedDataset
+from ..data.dataset import WeightedDataset, pair_sequences
 from ..data.records import FileLoc, group_ids, record_loc
 from ..data.tokenize import EncodedSamples, SequenceFormat, encode_samples
 from ..data.validators import finite_column
-from ..kernels.objectives import PPOStats
+from ..kernels.objectives import DPOStats, PPOStats, dpo_loss
 from .checkpoint import TRAIN_STATE_FORMAT, latest_checkpoint, read_state, restore_model, save_checkpoint
 from .config import TrainConfig, lr_at
 from .dual import accuracy_estimate, dual_step, recompute_weights
@@ -83,9 +83,31 @@ def _merge_stats(stats: Sequence[PPOStats]) -> Dict[str, float]:
     }
 
 
+def _merge_dpo_stats(stats: Sequence[DPOStats]) -> Dict[str, float]:
+    """Step statistics of the DPO objective from its micro-batches' (weighted
+    by their counts of pairs)."""
+    cnt = sum(st.count for st in stats)
+    out = {}
+    for k in ("reward_accuracy", "reward_margin", "chosen_reward", "rejected_reward"):
+        out[k] = sum(getattr(st, k) * st.count for st in stats) / cnt if cnt else 0.0
+    return out
+
+
+def _sequence_where(where: Any) -> Any:
+    """Where the sequences of pair records come from, for messages: a file's
+    line numbers twice (chosen sequences, then rejected ones)."""
+    lines = getattr(where, "lines", None)
+    if lines is None:
+        return f"{where} (sequences: chosen of each pair, then rejected)"
+    loc = FileLoc(str(where))
+    loc.lines = list(lines) * 2
+    return loc
+
+
 class Trainer:
     """Fine-tune a :class:`~o1pruner.models.TinyLM` on a weighted dataset with
-    O1-Pruner's off-policy PPO-clip objective (or plain SFT).
+    O1-Pruner's off-policy PPO-clip objective (or plain SFT), or on
+    preference pairs with DPO (``objective="dpo"``).
 
     The reference log-probs are computed once, before the first step, from
     the model as given (or `ref_model`): the per-sequence mean log-prob for
@@ -104,7 +126,12 @@ class Trainer:
         prompt (``prompt``, or ``problem`` and `template`), a response
         (``token_ids`` or ``solution``) and, for ``objective="ppo"``, a
         finite ``weight`` (or the fields to recompute it, see
-        ``TrainConfig.lam``).
+        ``TrainConfig.lam``). With ``objective="dpo"``: pair records
+        (:func:`o1pruner.dpo_pairs`, a :class:`~o1pruner.PairDataset` or its
+        JSONL), each with the shared prompt fields and ``chosen`` /
+        ``rejected`` objects holding the responses; the reference's
+        whole-sequence log-probs of both responses are computed once (and
+        cached like the PPO path's), and ``batch_size`` counts pairs.
     tokenizer : object
         Encodes prompts and solutions (e.g. :class:`o1pruner.tasks.CharTokenizer`).
     config : TrainConfig, optional
@@ -134,6 +161,10 @@ class Trainer:
         ``dual_clip_fraction``, ``approx_kl``, ``ratio_mean``, ``ratio_min``,
         ``ratio_max``, ``lam``, ``acc_estimate`` (Ahat_theta, with
         ``lam="auto"``), ``lr``, ``grad_norm``, ``tokens``, ``seconds``.
+        With ``objective="dpo"`` the objective's statistics are
+        ``reward_accuracy``, ``reward_margin``, ``chosen_reward`` and
+        ``rejected_reward`` (:class:`o1pruner.DPOStats`) instead of the
+        ratio's, and ``pairs`` counts the step's pairs.
     lam : float or None
         Current lambda (None when the records' weights are used as given).
 
@@ -193,6 +224,15 @@ class Trainer:
         self.tokenizer = tokenizer
         self.out_dir = None if out_dir is None else os.fspath(out_dir)
         self.progress = progress
+        is_pair = [isinstance(r.get("chosen"), Mapping) or isinstance(r.get("rejected"), Mapping) for r in recs]
+        self.pairs: Optional[List[Dict[str, Any]]] = None
+        if config.objective == "dpo":
+            self.pairs = recs  # one record per pair; the model sees 2 sequences per pair
+            recs = pair_sequences(recs, where)
+            where = _sequence_where(where)
+        elif any(is_pair):
+            raise ValueError(f"{record_loc(where, is_pair.index(True))}: a preference pair (chosen/rejected); "
+                             "pairs train with objective='dpo'")
         self.records = recs
         self._where = where
         self.format = SequenceFormat(tokenizer, add_bos=add_bos, add_eos=True)
@@ -215,7 +255,9 @@ class Trainer:
             self._group = group_ids([r.get("problem_id", i) for i, r in enumerate(recs)])
         self._columns = cols
         self._setup_weights(params)
-        self.steps_per_epoch = -(-n // config.batch_size)
+        #: what a batch is drawn from: sequences, or pairs (DPO)
+        self._n_units = n if self.pairs is None else len(self.pairs)
+        self.steps_per_epoch = -(-self._n_units // config.batch_size)
         self.total_steps = self.steps_per_epoch * config.epochs
         self.history: List[Dict[str, Any]] = []
         self.step = 0
@@ -244,10 +286,10 @@ class Trainer:
         n = len(recs)
         self.lam: Optional[float] = None
         self._fields: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = None
-        if cfg.objective == "sft":
+        if cfg.objective in ("sft", "dpo"):
             self.weights = np.ones(n, dtype=np.float64)
             if cfg.lam is not None:
-                raise ValueError("lam: only for objective='ppo' (SFT has no weights)")
+                raise ValueError(f"lam: only for objective='ppo' ({cfg.objective.upper()} has no weights)")
             return
         if cfg.lam is None:
             self.weights = self._column("weight")
@@ -305,7 +347,7 @@ class Trainer:
     def _batch_rows(self, step: int) -> Tuple[int, List[int]]:
         epoch, k = divmod(step, self.steps_per_epoch)
         if self._perm_epoch != epoch:
-            self._perm = self._rng.permutation(len(self.data))
+            self._perm = self._rng.permutation(self._n_units)
             self._perm_epoch = epoch
         bs = self.config.batch_size
         assert self._perm is not None
@@ -342,6 +384,8 @@ class Trainer:
             self._log_ratio[sub] = seq_sum - ref["sum"][sub]
         else:
             self._log_ratio[sub] = seq_sum / self.data.response_lengths[sub] - ref["mean"][sub]
+        if cfg.objective == "dpo":
+            return self._dpo_loss(sub, lp, valid, B)
         if cfg.objective == "sft":  # mean negative log-likelihood per token of the batch
             grad = np.where(valid, np.float32(-1.0 / N), np.float32(0.0)).astype(np.float32)
             return -float(lp64.sum()) / N, grad, self.ppo.ratio_stats(lp, ref["mean"][sub], valid)
@@ -353,12 +397,34 @@ class Trainer:
                             global_batch_size=B, batch_num_tokens=N, max_response_length=max_resp)
         return res.loss, res.grad, res.stats
 
+    def _dpo_loss(self, sub: List[int], lp: np.ndarray, valid: np.ndarray, B: int) -> Tuple[float, np.ndarray, DPOStats]:
+        """The DPO loss of a micro-batch whose sequences `sub` are its pairs'
+        chosen responses then their rejected ones (so `lp` holds the chosen
+        rows then the rejected rows), as its share of a batch of `B` pairs."""
+        cfg = self.config
+        ref = self._ref
+        assert ref is not None
+        b = len(sub) // 2
+        key = "mean" if cfg.dpo_length_normalize else "sum"
+        res = dpo_loss(lp[:b], lp[b:], ref[key][sub[:b]], ref[key][sub[b:]], valid[:b], valid[b:], cfg.dpo_beta,
+                       length_normalize=cfg.dpo_length_normalize, global_batch_size=B)
+        return res.loss, np.concatenate([res.chosen_grad, res.rejected_grad]), res.stats
+
+    def _sequence_rows(self, units: List[int]) -> List[int]:
+        """The sequences of batch units: themselves, or for pairs (DPO) the
+        chosen sequences then the rejected ones."""
+        if self.pairs is None:
+            return units
+        P = len(self.pairs)
+        return list(units) + [P + u for u in units]
+
     def _train_step(self, step: int) -> Dict[str, Any]:
         cfg = self.config
         t0 = time.perf_counter()
-        epoch, rows = self._batch_rows(step)
+        epoch, units = self._batch_rows(step)
+        rows = self._sequence_rows(units)
         lam_used = self.lam
-        B = len(rows)
+        B = len(units)
         resp = self.data.response_lengths[rows]
         N, max_resp = int(resp.sum()), int(resp.max())
         T_batch = max(len(self.data.ids[i]) for i in rows)
@@ -368,7 +434,7 @@ class Trainer:
         stats = []
         model.zero_grad()
         for s in range(0, B, mb):
-            sub = rows[s: s + mb]
+            sub = self._sequence_rows(units[s: s + mb])
             ids, mask, tg = self.data.batch(sub, pad_to=T_batch)
             lp = self._forward(ids, mask, tg, step)
             loss, grad, st = self._loss(sub, lp, tg, B, N, max_resp)
@@ -378,9 +444,12 @@ class Trainer:
         lr = lr_at(step, self.total_steps, cfg.lr, cfg.warmup_ratio, cfg.min_lr_ratio)
         gnorm = model.step(lr=lr, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
                            max_grad_norm=cfg.max_grad_norm)
-        log: Dict[str, Any] = {"step": step + 1, "epoch": epoch, "loss": float(loss_total), **_merge_stats(stats),
+        merged = _merge_dpo_stats(stats) if cfg.objective == "dpo" else _merge_stats(stats)
+        log: Dict[str, Any] = {"step": step + 1, "epoch": epoch, "loss": float(loss_total), **merged,
                                "lam": lam_used, "acc_estimate": None, "acc_reference": None, "lr": lr,
-                               "grad_norm": float(gnorm), "sequences": B, "tokens": N}
+                               "grad_norm": float(gnorm), "sequences": len(rows), "tokens": N}
+        if cfg.objective == "dpo":
+            log["pairs"] = B
         if cfg.lam == "auto":
             self._dual_ascent(log)
         log["seconds"] = time.perf_counter() - t0
@@ -432,7 +501,7 @@ class Trainer:
         if st["data_sha256"] != self.data.digest():
             raise ValueError(f"{path}: was trained on other data (token ids differ); use another out_dir")
         mine = self.config.to_dict()
-        theirs = st["config"]
+        theirs = dict(TrainConfig().to_dict(), **st["config"])  # settings added since: their defaults
         diff = sorted(k for k in mine if k not in ("checkpoint_every", "keep_checkpoints") and mine[k] != theirs.get(k))
         if diff:
             raise ValueError(f"{path}: was written with other settings ({', '.join(f'{k}={theirs.get(k)!r}' for k in diff)}); "
@@ -509,6 +578,10 @@ class Trainer:
         h = self.history
         if not h:
             return {"steps": 0}
-        return {"steps": len(h), "loss_first": h[0]["loss"], "loss_last": h[-1]["loss"],
-                "clip_fraction_last": h[-1]["clip_fraction"], "approx_kl_last": h[-1]["approx_kl"],
-                "lam_last": self.lam, "seconds": float(sum(x["seconds"] for x in h))}
+        out = {"steps": len(h), "loss_first": h[0]["loss"], "loss_last": h[-1]["loss"]}
+        if self.config.objective == "dpo":
+            out.update(reward_accuracy_last=h[-1]["reward_accuracy"], reward_margin_last=h[-1]["reward_margin"])
+        else:
+            out.update(clip_fraction_last=h[-1]["clip_fraction"], approx_kl_last=h[-1]["approx_kl"])
+        out.update(lam_last=self.lam, seconds=float(sum(x["seconds"] for x in h)))
+        return out

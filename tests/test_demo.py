@@ -22,7 +22,7 @@ def tiny_settings(**kw):
 def test_demo_tiny_end_to_end(tmp_path):
     msgs = []
     res = run_demo(tmp_path / "d", tiny_settings(), plots=False, progress=False, log=msgs.append)
-    for key in ("reference", "sft_shortest", "o1pruner"):
+    for key in ("reference", "sft_shortest", "dpo", "o1pruner"):
         m = res[key]
         assert 0 <= m["accuracy"] <= 1 and m["mean_length"] > 0 and m["n"] == 10
         assert len(m["per_level"]) >= 1
@@ -31,8 +31,15 @@ def test_demo_tiny_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "d" / "results.json").read_text())
     assert saved["o1pruner"]["mean_length"] == pytest.approx(res["o1pruner"]["mean_length"])
     table = format_table(res)
-    assert table.count("\n") == 4 and "O1-Pruner" in table and "SFT-shortest" in table
-    assert "| level |" in format_levels(res)
+    assert table.count("\n") == 5 and "O1-Pruner" in table and "SFT-shortest" in table and "| DPO |" in table
+    assert "| level |" in format_levels(res) and "DPO acc %" in format_levels(res)
+    # the baselines get about as many optimizer steps as O1-Pruner (a whole number of epochs each)
+    tr = res["training"]
+    assert res["settings"]["match_steps"] is True
+    for name in ("sft_shortest", "dpo"):
+        per_epoch = -(-tr[name]["samples"] // 8)
+        assert abs(tr[name]["total_steps"] - tr["o1pruner"]["total_steps"]) <= per_epoch / 2 + 1e-9, tr
+    assert res["task"] == "addition" and res["eval_split"] == "test"
     assert any("non-default" in m for m in msgs)  # the demo says which options differ from the library's
 
 

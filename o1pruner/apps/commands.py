@@ -284,7 +284,7 @@ def _apply_settings(settings, items: List[str]):
         key, _, raw = item.partition("=")
         key, value = key.strip(), _parse_value(raw)
         head, _, sub = key.partition(".")
-        if head in ("o1pruner", "sft") and sub:
+        if head in ("o1pruner", "sft", "dpo") and sub:
             cfg = getattr(settings, head)
             if sub not in {f.name for f in dataclasses.fields(cfg)}:
                 raise CLIError(f"--set: TrainConfig has no field {sub!r} (in {item!r})")
@@ -292,11 +292,11 @@ def _apply_settings(settings, items: List[str]):
                 settings = dataclasses.replace(settings, **{head: dataclasses.replace(cfg, **{sub: value})})
             except (TypeError, ValueError) as e:
                 raise CLIError(f"--set {key}: {e}") from None
-        elif key in fields and key not in ("o1pruner", "sft"):
+        elif key in fields and key not in ("o1pruner", "sft", "dpo"):
             settings = dataclasses.replace(settings, **{key: value})
         else:
             raise CLIError(f"--set: the demo has no setting {key!r}; settings: "
-                           + ", ".join(sorted(fields - {"o1pruner", "sft"})) + ", o1pruner.FIELD, sft.FIELD")
+                           + ", ".join(sorted(fields - {"o1pruner", "sft", "dpo"})) + ", o1pruner.FIELD, sft.FIELD, dpo.FIELD")
     return settings
 
 

@@ -86,10 +86,19 @@ class DemoSettings:
         :func:`o1pruner.build_dataset`): with m = 2 the few samples that skip
         every check on the easiest level (about 1 in 8) are too rare for the
         model to learn to skip there.
+    dpo_n : int
+        Chosen samples per problem of the DPO baseline (each paired with the
+        problem's longest sample; :func:`o1pruner.dpo_pairs`).
+    match_steps : bool
+        Give the SFT-shortest and DPO baselines (about) as many optimizer
+        steps as O1-Pruner: their epochs are set so that their step count is
+        the nearest whole number of epochs to O1-Pruner's (the steps each
+        run took are in results.json, ``training``). Same batch size and
+        learning rate for all three.
     sft_n : int
         Shortest correct samples per problem of the SFT baseline (trained
         with the same learning rate, epochs and batch size as O1-Pruner).
-    o1pruner, sft : TrainConfig
+    o1pruner, sft, dpo : TrainConfig
         Fine-tuning of O1-Pruner and of the SFT-shortest baseline. The
         demo's O1-Pruner run is the public code's objective with lr 2e-4 x 3
         epochs (``--quick``: 3e-4 x 8), ``eps_low=0.05`` (clip range [0.95,
@@ -123,8 +132,12 @@ class DemoSettings:
     lam: float = 2.0
     samples_per_problem: Optional[int] = None
     sft_n: int = 2
+    dpo_n: int = 1
+    match_steps: bool = True
     o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
     sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_LR, epochs=DEMO_EPOCHS,
+                                                                 batch_size=32))
+    dpo: TrainConfig = field(default_factory=lambda: TrainConfig(objective="dpo", lr=DEMO_LR, epochs=DEMO_EPOCHS,
                                                                  batch_size=32))
     task: str = "addition"
     eval_split: Optional[str] = None
@@ -142,20 +155,23 @@ class DemoSettings:
         and notebooks; the numbers are noisier."""
         base = cls(n_train=150, k=4, n_eval=150,
                    o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
-                   sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
+                   sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32),
+                   dpo=TrainConfig(objective="dpo", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
         return dataclasses.replace(base, **overrides).seeded()
 
     def seeded(self) -> "DemoSettings":
-        """These settings with both training configs' seed (data order,
+        """These settings with the training configs' seed (data order,
         permutations) set to :attr:`seed`, so that one seed drives the whole
         run; a later ``--set o1pruner.seed=...`` still overrides it."""
         return dataclasses.replace(self, o1pruner=dataclasses.replace(self.o1pruner, seed=self.seed),
-                                   sft=dataclasses.replace(self.sft, seed=self.seed))
+                                   sft=dataclasses.replace(self.sft, seed=self.seed),
+                                   dpo=dataclasses.replace(self.dpo, seed=self.seed))
 
     def to_dict(self) -> Dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["o1pruner"] = self.o1pruner.to_dict()
         d["sft"] = self.sft.to_dict()
+        d["dpo"] = self.dpo.to_dict()
         return d
 
 
@@ -267,7 +283,10 @@ def format_table(results: Dict[str, Any]) -> str:
     accuracy, mean length, their changes and AES, with 95% intervals."""
     lines = ["| model | accuracy % | mean length (tokens) | length change % | accuracy change (points) | AES |",
              "|---|---|---|---|---|---|"]
-    for key, label in (("reference", "reference"), ("sft_shortest", "SFT-shortest"), ("o1pruner", "O1-Pruner")):
+    for key, label in (("reference", "reference"), ("sft_shortest", "SFT-shortest"), ("dpo", "DPO"),
+                       ("o1pruner", "O1-Pruner")):
+        if key not in results:
+            continue  # results.json of an older demo (no DPO)
         m = results[key]
         cells = [label,
                  _num(m["accuracy"], "{:.1f}", 100) + _ci_text(m["accuracy_ci"], "{:.1f}", 100),
@@ -283,23 +302,29 @@ def format_table(results: Dict[str, Any]) -> str:
 
 
 def format_levels(results: Dict[str, Any]) -> str:
-    """Per-level table: length and accuracy of each model, and the length change."""
-    ref = {b["bucket"]: b for b in results["reference"]["per_level"]}
-    out = ["| level | ref length | SFT-shortest | O1-Pruner | O1-Pruner change % | ref acc % | SFT acc % | O1-Pruner acc % | passes ref / SFT / O1-Pruner |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    sft = {b["bucket"]: b for b in results["sft_shortest"]["per_level"]}
-    o1 = {b["bucket"]: b for b in results["o1pruner"]["per_level"]}
-    for k, r in ref.items():
-        s, o = sft.get(k, {}), o1.get(k, {})
+    """Per-level table: length (change vs the reference), accuracy and
+    checks written by each model."""
+    names = [(k, lab) for k, lab in (("reference", "ref"), ("sft_shortest", "SFT"), ("dpo", "DPO"),
+                                      ("o1pruner", "O1-Pruner")) if k in results]
+    per = {k: {b["bucket"]: b for b in results[k]["per_level"]} for k, _ in names}
 
-        def p(b):
-            v = b.get("mean_passes")
-            return "-" if v is None else f"{v:.2f}"
+    def num(v, fmt):
+        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
 
-        out.append(f"| {k} | {r['mean_length']:.1f} | {s.get('mean_length', float('nan')):.1f} | {o.get('mean_length', float('nan')):.1f} "
-                   f"| {100 * (o.get('mean_length', float('nan')) - r['mean_length']) / r['mean_length']:+.1f} "
-                   f"| {100 * r['accuracy']:.1f} | {100 * s.get('accuracy', float('nan')):.1f} | {100 * o.get('accuracy', float('nan')):.1f} "
-                   f"| {p(r)} / {p(s)} / {p(o)} |")
+    head = ["level"] + [f"{lab} length" for _, lab in names] + [f"{lab} acc %" for _, lab in names] + \
+        ["checks " + " / ".join(lab for _, lab in names)]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for lv, r in per["reference"].items():
+        cells = [str(lv)]
+        for k, _ in names:
+            b = per[k].get(lv, {})
+            ln = b.get("mean_length", float("nan"))
+            cells.append(num(ln, "{:.1f}") + ("" if k == "reference" else
+                                              " (" + num(100 * (ln - r["mean_length"]) / r["mean_length"], "{:+.0f}") + "%)"))
+        for k, _ in names:
+            cells.append(num(100 * per[k].get(lv, {}).get("accuracy", float("nan")), "{:.1f}"))
+        cells.append(" / ".join(num(per[k].get(lv, {}).get("mean_passes"), "{:.2f}") for k, _ in names))
+        out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 
@@ -307,7 +332,7 @@ def format_levels(results: Dict[str, Any]) -> str:
 
 def _check_settings(s: "DemoSettings") -> None:
     """Bad demo settings fail at once, naming the setting (not minutes later)."""
-    for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n"):
+    for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n", "dpo_n"):
         v = getattr(s, name)
         if v is None and name == "samples_per_problem":
             continue  # all K samples of each problem
@@ -328,8 +353,12 @@ def _check_settings(s: "DemoSettings") -> None:
                          f"got {s.eval_split!r}")
     if s.eval_split == "train":
         raise ValueError("settings.eval_split: 'train' is the pre-sampling split; evaluate on 'validation' or 'test'")
-    if not isinstance(s.o1pruner, TrainConfig) or not isinstance(s.sft, TrainConfig):
-        raise TypeError("settings.o1pruner, settings.sft: must be TrainConfig objects")
+    for name, objective in (("o1pruner", "ppo"), ("sft", "sft"), ("dpo", "dpo")):
+        cfg = getattr(s, name)
+        if not isinstance(cfg, TrainConfig):
+            raise TypeError(f"settings.{name}: must be a TrainConfig, got {type(cfg).__name__}")
+        if cfg.objective != objective:
+            raise ValueError(f"settings.{name}.objective: must be {objective!r}, got {cfg.objective!r}")
 
 
 def run_demo(
@@ -382,7 +411,7 @@ def run_demo(
         The content of results.json.
     """
     from ..pipeline import compare_buckets, difficulty_report, evaluate
-    from ..pipeline import build_dataset, presample, sft_shortest_dataset
+    from ..pipeline import build_dataset, dpo_pairs, presample, sft_shortest_dataset
     from ..tasks import CharTokenizer, default_eval_split, get_task
     from .._config import get_num_threads
 
@@ -442,14 +471,21 @@ def run_demo(
                        out=os.path.join(out, "train_o1pruner.jsonl"))
     sft_ds = sft_shortest_dataset(samples, n=s.sft_n)
     sft_ds.to_jsonl(os.path.join(out, "train_sft_shortest.jsonl"))
+    dpo_ds = dpo_pairs(samples, n=s.dpo_n, out=os.path.join(out, "train_dpo.jsonl"))
     stage["build"] = time.perf_counter() - t
     log(ds.summary())
+    log(dpo_ds.summary())
 
     # step 3: fine-tuning
     histories = {}
     models = {}
     train_summary = {}
-    for name, data, cfg in (("o1pruner", ds, s.o1pruner), ("sft_shortest", sft_ds, s.sft)):
+    target_steps = None
+    for name, data, cfg in (("o1pruner", ds, s.o1pruner), ("sft_shortest", sft_ds, s.sft), ("dpo", dpo_ds, s.dpo)):
+        if s.match_steps and target_steps is not None:
+            n_units = len(data)
+            per_epoch = max(1, -(-n_units // cfg.batch_size))
+            cfg = dataclasses.replace(cfg, epochs=max(1, int(round(target_steps / per_epoch))))
         t = time.perf_counter()
         m = copy_model(ref)
         tr = Trainer(m, data, tok, cfg, out_dir=os.path.join(out, name), progress=progress)
@@ -462,11 +498,15 @@ def run_demo(
         models[name] = tr.model
         train_summary[name] = dict(tr.summary(), samples=len(data), total_steps=tr.total_steps,
                                    seconds=stage[f"train_{name}"])
-        log(f"trained {name}: {tr.total_steps} steps on {len(data)} samples in {stage[f'train_{name}']:.0f} s")
+        if target_steps is None:
+            target_steps = tr.total_steps
+        log(f"trained {name}: {tr.total_steps} steps ({cfg.epochs} epochs) on {len(data)} "
+            f"{'pairs' if name == 'dpo' else 'samples'} in {stage[f'train_{name}']:.0f} s")
 
     # step 4: evaluation on the evaluation split
     evals = {}
-    for name, model in (("reference", ref), ("sft_shortest", models["sft_shortest"]), ("o1pruner", models["o1pruner"])):
+    for name, model in (("reference", ref), ("sft_shortest", models["sft_shortest"]), ("dpo", models["dpo"]),
+                        ("o1pruner", models["o1pruner"])):
         t = time.perf_counter()
         g = TinyLMGenerator(model, tok, max_new_tokens=s.max_new_tokens)
         res = evaluate(g, eval_problems, name=name, tokenizer=tok, template=DEMO_TEMPLATE, batch_size=512,
@@ -479,7 +519,7 @@ def run_demo(
     results: Dict[str, Any] = {
         "reference": _model_entry(evals["reference"], passes=_passes(evals["reference"], task)),
     }
-    for name in ("sft_shortest", "o1pruner"):
+    for name in ("sft_shortest", "dpo", "o1pruner"):
         buckets = compare_buckets(evals["reference"], evals[name])
         lv = [{"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "mean_length": b["mean_length"],
                "delta_length": b["delta_length"], "delta_accuracy": b["delta_accuracy"]} for b in buckets]
@@ -511,7 +551,7 @@ def run_demo(
         t = time.perf_counter()
         from .plots import length_histograms, per_difficulty, save_figure, training_curves
 
-        labels = {"reference": "reference", "sft_shortest": "SFT-shortest", "o1pruner": "O1-Pruner"}
+        labels = {"reference": "reference", "sft_shortest": "SFT-shortest", "dpo": "DPO", "o1pruner": "O1-Pruner"}
         named = {labels[k]: v for k, v in evals.items()}
         save_figure(length_histograms(named), os.path.join(out, "length_hist.png"))
         save_figure(per_difficulty(named), os.path.join(out, "per_level.png"))
@@ -540,7 +580,7 @@ def _comparison_rows(evals, seed) -> Dict[str, Dict[str, Any]]:
     from ..pipeline import compare
 
     ref = evals["reference"]
-    new = {"sft_shortest": evals["sft_shortest"], "o1pruner": evals["o1pruner"]}
+    new = {"sft_shortest": evals["sft_shortest"], "dpo": evals["dpo"], "o1pruner": evals["o1pruner"]}
     if ref.accuracy > 0:
         return {r["model"]: r for r in compare(ref, new, seed=seed, as_pandas=False).rows}
     nan2 = (float("nan"), float("nan"))

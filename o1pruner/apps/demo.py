@@ -29,17 +29,26 @@ __all__ = ["DemoSettings", "run_demo", "format_table", "copy_model", "task_probl
 #: evaluation.
 DEMO_TEMPLATE = "Q:{problem}\n"
 
-#: O1-Pruner fine-tuning of the demo (tuned on the shipped reference model,
-#: benchmarks/feasibility.md "The C model"): the public code's objective
-#: (sequence-mean ratio, lambda 2, clip (-2, 4), dataset normalisation) with
-#: two documented non-default options: all K samples per problem
-#: (``samples_per_problem=None``) and a lower clip bound of 1 - 0.05
-#: (``eps_low=0.05``, upper bound kept at 1 + 0.2).
-DEMO_LR = 2e-4
-DEMO_EPOCHS = 3
-DEMO_EPOCHS_QUICK = 8
-DEMO_LR_QUICK = 3e-4  # --quick: 600 samples, so fewer steps per epoch
+#: The demo's settings, each chosen on the addition task's validation split
+#: (750 problems; benchmarks/feasibility.md, "Issue 15: the demo's settings",
+#: runs R1-R13, S2, D1-D3; the same tuning budget of learning rates for every
+#: method). O1-Pruner: the public code's objective (sequence-mean ratio, clip
+#: (-2, 4), dataset normalisation) with lambda 5 (the public code's value for
+#: QwQ; with the library's 2 the length term outweighs the accuracy term on
+#: every level and the model drops every check, -40 points), all K samples
+#: per problem, a lower PPO clip bound of 1 - 0.05, lr 1e-4 for one epoch
+#: (5e-5: no change; 2e-4: every check dropped). SFT-shortest: lr 2e-4.
+#: DPO: lr 5e-6 (1e-5 and above lose 13 to 89 points). The baselines train
+#: as many steps as O1-Pruner (``match_steps``).
+DEMO_LR = 1e-4
+DEMO_EPOCHS = 1
+DEMO_SFT_LR = 2e-4
+DEMO_DPO_LR = 5e-6
+DEMO_LAM = 5.0
 DEMO_EPS_LOW = 0.05
+#: Pre-sampling: the paper's kind of settings (K = 8, T = 0.6, top-p 0.9).
+DEMO_TEMPERATURE = 0.6
+DEMO_TOP_P = 0.9
 #: With ``lam="auto"`` (``o1pruner demo --lam auto``) the dual ascent
 #: estimates the accuracy with the length-normalised ratio, per problem
 #: (the library's default whole-sequence, global estimate let lambda run
@@ -50,10 +59,13 @@ DEMO_EPS_LOW = 0.05
 #: the sampled accuracy on the training samples, which barely moves, so its
 #: noise alone walks lambda down.
 DEMO_DUAL = {"dual_ratio": "sequence_mean", "dual_estimator": "problem", "lam_lr": 1.0}
-DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except two documented non-default options: "
+DEMO_NOTE = ("O1-Pruner with the public code's objective and weights except three documented non-default options, "
+             "each chosen on the validation split: lam=5 (the public code's QwQ value; with 2 every check is dropped), "
              "samples_per_problem=None (all K samples per problem kept instead of the public code's 2) and "
-             "eps_low=0.05 (PPO clip range [0.95, 1.2] instead of [0.8, 1.2]); with lam='auto' the dual ascent uses "
-             "dual_ratio='sequence_mean', dual_estimator='problem', lam_lr=1. See benchmarks/feasibility.md, 'The C model'.")
+             "eps_low=0.05 (PPO clip range [0.95, 1.2] instead of [0.8, 1.2]); lr 1e-4 x 1 epoch; baselines at the "
+             "same step count (SFT-shortest lr 2e-4, DPO lr 5e-6); with lam='auto' the dual ascent uses "
+             "dual_ratio='sequence_mean', dual_estimator='problem', lam_lr=1. See benchmarks/feasibility.md, "
+             "'Issue 15: the demo's settings'.")
 
 
 def _demo_o1pruner_config(epochs: int, lr: float, **kw: Any) -> TrainConfig:
@@ -81,11 +93,12 @@ class DemoSettings:
         Lambda of the weighted dataset (and the start of the dual ascent
         when ``o1pruner.lam == "auto"``).
     samples_per_problem : int or None
-        m, samples kept per problem (the public code's 2; None keeps all K).
-        The demo keeps all K (a documented non-default option of
-        :func:`o1pruner.build_dataset`): with m = 2 the few samples that skip
-        every check on the easiest level (about 1 in 8) are too rare for the
-        model to learn to skip there.
+        m, samples kept per problem (the public code's 2; None keeps all K,
+        a documented non-default option of :func:`o1pruner.build_dataset`;
+        with m = 2 the demo's validation runs R1 and R2 dropped every check).
+    normalize : {"dataset", "group", None}
+        Normalisation of the weights (:func:`o1pruner.build_dataset`):
+        the public code's over the whole dataset, or within each problem.
     dpo_n : int
         Chosen samples per problem of the DPO baseline (each paired with the
         problem's longest sample; :func:`o1pruner.dpo_pairs`).
@@ -93,18 +106,16 @@ class DemoSettings:
         Give the SFT-shortest and DPO baselines (about) as many optimizer
         steps as O1-Pruner: their epochs are set so that their step count is
         the nearest whole number of epochs to O1-Pruner's (the steps each
-        run took are in results.json, ``training``). Same batch size and
-        learning rate for all three.
+        run took are in results.json, ``training``). Same batch size for
+        all three; each method's learning rate was chosen on validation.
     sft_n : int
-        Shortest correct samples per problem of the SFT baseline (trained
-        with the same learning rate, epochs and batch size as O1-Pruner).
+        Shortest correct samples per problem of the SFT baseline.
     o1pruner, sft, dpo : TrainConfig
-        Fine-tuning of O1-Pruner and of the SFT-shortest baseline. The
-        demo's O1-Pruner run is the public code's objective with lr 2e-4 x 3
-        epochs (``--quick``: 3e-4 x 8), ``eps_low=0.05`` (clip range [0.95,
-        1.2]: the negative weights cannot push the digits of correct checks
-        down as far as with 0.2) and, used only when ``lam == "auto"``,
-        ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``,
+        Fine-tuning of O1-Pruner and of the two baselines: O1-Pruner lr 1e-4
+        x 1 epoch with ``eps_low=0.05``, SFT-shortest lr 2e-4, DPO lr 5e-6
+        (beta 0.1), batch 32, each chosen on the validation split (see
+        ``DEMO_LR`` and benchmarks/feasibility.md); used only when ``lam ==
+        "auto"``: ``dual_ratio="sequence_mean"``, ``dual_estimator="problem"``,
         ``lam_lr=1``.
         :func:`non_default_options` lists what differs from the library's
         defaults; the demo prints it.
@@ -125,19 +136,20 @@ class DemoSettings:
 
     n_train: int = 500
     k: int = 8
-    n_eval: int = 500
-    temperature: float = 1.0
-    top_p: float = 1.0
+    n_eval: int = 750
+    temperature: float = DEMO_TEMPERATURE
+    top_p: float = DEMO_TOP_P
     max_new_tokens: int = 230
-    lam: float = 2.0
+    lam: float = DEMO_LAM
     samples_per_problem: Optional[int] = None
+    normalize: Optional[str] = "dataset"
     sft_n: int = 2
     dpo_n: int = 1
     match_steps: bool = True
     o1pruner: TrainConfig = field(default_factory=lambda: _demo_o1pruner_config(DEMO_EPOCHS, DEMO_LR))
-    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_LR, epochs=DEMO_EPOCHS,
+    sft: TrainConfig = field(default_factory=lambda: TrainConfig(objective="sft", lr=DEMO_SFT_LR, epochs=DEMO_EPOCHS,
                                                                  batch_size=32))
-    dpo: TrainConfig = field(default_factory=lambda: TrainConfig(objective="dpo", lr=DEMO_LR, epochs=DEMO_EPOCHS,
+    dpo: TrainConfig = field(default_factory=lambda: TrainConfig(objective="dpo", lr=DEMO_DPO_LR, epochs=DEMO_EPOCHS,
                                                                  batch_size=32))
     task: str = "addition"
     eval_split: Optional[str] = None
@@ -153,10 +165,7 @@ class DemoSettings:
     def quick(cls, **overrides) -> "DemoSettings":
         """Small settings (``--quick``): fewer problems and samples, for CI
         and notebooks; the numbers are noisier."""
-        base = cls(n_train=150, k=4, n_eval=150,
-                   o1pruner=_demo_o1pruner_config(DEMO_EPOCHS_QUICK, DEMO_LR_QUICK),
-                   sft=TrainConfig(objective="sft", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32),
-                   dpo=TrainConfig(objective="dpo", lr=DEMO_LR_QUICK, epochs=DEMO_EPOCHS_QUICK, batch_size=32))
+        base = cls(n_train=150, k=8, n_eval=250)
         return dataclasses.replace(base, **overrides).seeded()
 
     def seeded(self) -> "DemoSettings":
@@ -179,7 +188,7 @@ class DemoSettings:
 
 #: The public code's defaults the demo is compared against (build_dataset and
 #: TrainConfig defaults; the learning rate is the small model's).
-_LIBRARY_DEFAULTS = {"lam": 2.0, "samples_per_problem": 2}
+_LIBRARY_DEFAULTS = {"lam": 2.0, "samples_per_problem": 2, "normalize": "dataset"}
 
 
 def non_default_options(settings: "DemoSettings") -> List[str]:
@@ -467,7 +476,7 @@ def run_demo(
 
     # step 2: the weighted dataset and the baseline's
     t = time.perf_counter()
-    ds = build_dataset(samples, lam=s.lam, samples_per_problem=s.samples_per_problem, seed=s.seed,
+    ds = build_dataset(samples, lam=s.lam, samples_per_problem=s.samples_per_problem, seed=s.seed, normalize=s.normalize,
                        out=os.path.join(out, "train_o1pruner.jsonl"))
     sft_ds = sft_shortest_dataset(samples, n=s.sft_n)
     sft_ds.to_jsonl(os.path.join(out, "train_sft_shortest.jsonl"))

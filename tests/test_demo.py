@@ -50,9 +50,11 @@ def test_demo_settings_documented_options():
         # the demo's documented departures from the public code's defaults
         assert s.samples_per_problem is None
         assert s.o1pruner.objective == "ppo" and s.o1pruner.ratio == lib.ratio
-        assert s.sft.objective == "sft"
+        assert s.sft.objective == "sft" and s.dpo.objective == "dpo"
+        assert s.lam == 5.0 and s.temperature == 0.6 and s.top_p == 0.9 and s.k == 8  # chosen on validation
+        assert s.task == "addition" and s.eval_split is None and s.match_steps
     assert quick.n_train < full.n_train and quick.n_eval <= full.n_eval
-    assert "samples_per_problem" in full.note
+    assert "samples_per_problem" in full.note and "lam=5" in full.note
 
 
 def test_non_default_options_lists_departures():
@@ -67,8 +69,11 @@ def test_non_default_options_lists_departures():
     auto = non_default_options(s)
     assert any(x.startswith("lam='auto'") for x in auto)
     assert any(x.startswith("dual_estimator='problem'") for x in auto)
-    lib = DemoSettings.full(samples_per_problem=2, o1pruner=TrainConfig(lr=5e-4, epochs=7))
+    assert any(x.startswith("lam=5.0") for x in plain)
+    lib = DemoSettings.full(samples_per_problem=2, lam=2.0, o1pruner=TrainConfig(lr=5e-4, epochs=7))
     assert non_default_options(lib) == []
+    assert non_default_options(DemoSettings.full(samples_per_problem=2, lam=2.0, normalize="group",
+                                                 o1pruner=TrainConfig())) == ["normalize='group' (default: 'dataset')"]
 
 
 def test_seed_drives_the_training_data_order_too():
@@ -77,7 +82,7 @@ def test_seed_drives_the_training_data_order_too():
 
     for make in (DemoSettings.full, DemoSettings.quick):
         s = make(seed=3)
-        assert s.seed == 3 and s.o1pruner.seed == 3 and s.sft.seed == 3
+        assert s.seed == 3 and s.o1pruner.seed == 3 and s.sft.seed == 3 and s.dpo.seed == 3
         assert make().o1pruner.seed == 0
     s = _apply_settings(DemoSettings.quick(seed=3), ["o1pruner.seed=7"])
     assert s.o1pruner.seed == 7 and s.sft.seed == 3

@@ -172,3 +172,20 @@ def test_forced_generation_writes_exactly_k_checks():
     rep = forced_checks_report(model, task, checks=(0, 1), per_level=2, tokenizer=tok)
     assert set(rep["checks"]) == {0, 1}
     assert [r["level"] for r in rep["checks"][1]["levels"]] == [1, 2, 3, 4, 5]
+
+
+def test_reward_table_by_level_and_checks():
+    """dev.reward_table: the public code's reward per problem, averaged by
+    (level, checks); computed by hand for one problem of two samples."""
+    from helpers import import_dev
+
+    rt = import_dev("reward_table")
+    short = {"problem_id": "a", "difficulty": 1, "length": 10, "correct": True,
+             "solution": "3+4=7?\nso the answer is \\boxed{7}"}
+    long_wrong = {"problem_id": "a", "difficulty": 1, "length": 30, "correct": False,
+                  "solution": "3+4=8?\ncheck 3+4=8 ok\nso the answer is \\boxed{8}"}
+    tab = rt.reward_table([short, long_wrong], lam=2.0)
+    # mean length 20, mean accuracy 0.5: short 20/10 - 1 + 2 * 0.5 = 2; long 20/30 - 1 - 1 = -1.33
+    assert tab[(1, 0)] == pytest.approx((2.0, 1, 1.0))
+    assert tab[(1, 1)][0] == pytest.approx(20 / 30 - 2) and tab[(1, 1)][2] == 0.0
+    assert rt.reward_table([short, long_wrong], lam=20.0)[(1, 0)][0] == 4.0  # clipped at 4

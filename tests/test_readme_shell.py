@@ -22,12 +22,11 @@ PKG_ROOT = pathlib.Path(o1pruner.__file__).resolve().parents[1]
 # only sizes (time), never flags that change what runs
 SMALLER = [
     (r"--n 500\b", "--n 12"),
-    (r"--n 200\b", "--n 10"),
+    (r"--n 250\b", "--n 10"),
     (r"--k 8\b", "--k 4"),
-    (r"--epochs 3\b", "--epochs 1"),
     (r"--set n_train=300 --set o1pruner\.epochs=2",
      "--set n_train=12 --set k=4 --set n_eval=10 --set o1pruner.epochs=1 --set sft.epochs=1 "
-     "--set o1pruner.batch_size=8 --set sft.batch_size=8"),
+     "--set o1pruner.batch_size=8 --set sft.batch_size=8 --set dpo.batch_size=8"),
 ]
 
 
@@ -57,7 +56,7 @@ def test_readme_shell_block_runs_as_written(tmp_path):
     r = subprocess.run(["bash", "-c", prologue + script], cwd=tmp_path, env=env, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "wrote 12 arithmetic problems" in r.stdout and "48 samples of 12 problems" in r.stdout
+    assert "wrote 12 addition problems" in r.stdout and "48 samples of 12 problems" in r.stdout
     for f in ("problems.jsonl", "test.jsonl", "samples.jsonl", "train.jsonl", "run/model/model.safetensors",
               "greedy_ref.jsonl", "greedy_pruned.jsonl", "eval.json", "demo_quick/results.json"):
         assert (tmp_path / f).is_file(), f

@@ -44,6 +44,48 @@ static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *
     return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
 }
 
+/* One read of a row for the sequence ratio: the number of valid tokens
+ * (*n_out) and the sums over them of lp (returned) and of ref (*sref; not
+ * read when ref is NULL), in O1P_LANES_F64 double lanes, the row tail in lanes
+ * 0..r-1: the same additions in the same order as masked_sum, so the mean
+ * of ref here is bit for bit sequence_logprobs(ref, mask, "mean") (a
+ * reference given as per-sequence means gives the same loss). Double and not
+ * float lanes: the sequence ratio is exp(mean(lp) - mean(ref)), a difference
+ * of two means that may be 1e4 times smaller than either, so a float sum's
+ * ~1e-7 relative error would reach the ratio magnified; and a sum of finite
+ * floats in double cannot overflow (a non-finite sum means a non-finite valid
+ * entry). Masked entries are selected away (NaN there is allowed). */
+O1P_TARGET_CLONES
+static double row_sequence_sums(o1p_int T, const float *O1P_RESTRICT lp, const float *O1P_RESTRICT ref,
+                                const uint8_t *O1P_RESTRICT m, double *sref, int64_t *n_out) {
+    double acc[O1P_LANES_F64] = {0}, accr[O1P_LANES_F64] = {0}, cnt[O1P_LANES_F64] = {0};
+    /* the chunk width is a run-time value (the last chunk of a row is
+     * shorter): a constant 64 lets GCC unroll the lane loop fully and then not
+     * vectorise it */
+    if (ref) {
+        for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+            int w = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
+            for (int j = 0; j < w; j++) {
+                acc[j] += (double)(m[t0 + j] ? lp[t0 + j] : 0.0f);
+                accr[j] += (double)(m[t0 + j] ? ref[t0 + j] : 0.0f);
+                cnt[j] += m[t0 + j] ? 1.0 : 0.0;
+            }
+        }
+        *sref = o1p_lanes_sum_f64(accr, O1P_LANES_F64);
+    } else {
+        for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+            int w = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
+            for (int j = 0; j < w; j++) {
+                acc[j] += (double)(m[t0 + j] ? lp[t0 + j] : 0.0f);
+                cnt[j] += m[t0 + j] ? 1.0 : 0.0;
+            }
+        }
+        *sref = 0.0;
+    }
+    *n_out = (int64_t)o1p_lanes_sum_f64(cnt, O1P_LANES_F64);
+    return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
+}
+
 /* out[t] = mask ? v : 0 */
 O1P_TARGET_CLONES
 static void fill_masked(o1p_int T, const uint8_t *m, float v, float *out) {
@@ -124,7 +166,7 @@ enum { MODE_PLAIN = 0, MODE_DUAL = 1, MODE_ZERO_ADV = 2 };
  * Where no branch passes the gradient it is exactly 0 (PyTorch's exp backward
  * would give 0 * inf = NaN for an overflowed ratio). Zero-advantage rows give
  * loss and gradient 0 (no 0 * inf either). */
-O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
+O1P_INLINE void token_row_inner(o1p_int T, const float *O1P_RESTRICT lp,
                                const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
                                float nA, float snA, float p3, float lo, float hi, float c,
                                const int mode, float *O1P_RESTRICT g, row_stats *st) {
@@ -206,17 +248,20 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
     st->nbad = nbad_row;
 }
 
-O1P_TARGET_CLONES
-static void token_row(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+O1P_INLINE void token_row_body(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
                       float snA, float p3, float lo, float hi, float c, int mode, float *g,
                       row_stats *st) {
     if (mode == MODE_DUAL)
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
     else if (mode == MODE_ZERO_ADV)
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
     else
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
 }
+
+O1P_DISPATCHED(token_row, (o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+                      float snA, float p3, float lo, float hi, float c, int mode, float *g,
+                      row_stats *st), (T, lp, ref, m, nA, snA, p3, lo, hi, c, mode, g, st))
 
 /* Weight of row b's summed token loss in the aggregate. */
 static double token_scale(int aggregate, o1p_int B, o1p_int T, int64_t n_b, int64_t N) {
@@ -309,14 +354,13 @@ int ppo_clip_loss_forward_backward(const ppo_clip_config *cfg, o1p_int B, o1p_in
             const uint8_t *m = mask + b * T;
             float *g = grad + b * T;
             row_stats *st = &rows[b];
-            st->n = count_valid(T, m);
+            double sref;
+            double slp = row_sequence_sums(T, lp, ref_logp ? ref_logp + b * T : NULL, m, &sref, &st->n);
             st->scale = s;
             if (st->n == 0) { /* padding row: contributes nothing */
                 fill_masked(T, m, 0.0f, g);
                 continue;
             }
-            double slp = masked_sum(T, lp, m);
-            double sref = ref_logp ? masked_sum(T, ref_logp + b * T, m) : 0.0;
             if (!isfinite(slp) || !isfinite(sref)) { /* a non-finite valid entry */
                 st->nbad = 1;
                 fill_masked(T, m, 0.0f, g);
@@ -324,10 +368,10 @@ int ppo_clip_loss_forward_backward(const ppo_clip_config *cfg, o1p_int B, o1p_in
             }
             /* the public code: sum of token log-probs / number of valid tokens */
             double mlp = slp / (double)st->n;
-            double mref = ref_logp ? sref / (double)st->n : ref_seq[b];
+            double d = mlp - (ref_logp ? sref / (double)st->n : ref_seq[b]);
             double dl_dd, r, dc;
             int clipped, dclipped;
-            st->loss = sequence_elem(mlp - mref, advantages[b], lo, hi, c, dual ? cfg->dual_clip : 0.0,
+            st->loss = sequence_elem(d, advantages[b], lo, hi, c, dual ? cfg->dual_clip : 0.0,
                                      &dl_dd, &r, &dc, &clipped, &dclipped);
             st->kl = -dc;
             st->rsum = st->rmin = st->rmax = r;

@@ -197,9 +197,10 @@ int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *ta
  * normalising p by its sum. */
 
 /* out = p (A + B l) over a block (the non-target formula; B = 0 without an
- * entropy gradient), and *s1 += sum p. */
+ * entropy gradient), or out += p (A + B l) when `acc` (a constant at every
+ * call), and *s1 += sum p. */
 O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, float a_, float invT,
-                           float A, float B, float *O1P_RESTRICT out, double *s1) {
+                           float A, float B, const int acc, float *O1P_RESTRICT out, double *s1) {
     float a[O1P_LANES];
     for (int k = 0; k < O1P_LANES; k++) a[k] = 0.0f;
     o1p_int j = 0;
@@ -210,7 +211,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, flo
             for (int k = 0; k < O1P_LANES; k++) {
                 float p = exp_le88((x[j + k] * xs - a_) * invT);
                 a[k] += p;
-                out[j + k] = p * A;
+                out[j + k] = (acc ? out[j + k] : 0.0f) + p * A;
             }
         }
     } else {
@@ -222,7 +223,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, flo
                 float p = exp_le88(l);
                 float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
                 a[k] += p;
-                out[j + k] = p * (A + B * lc);
+                out[j + k] = (acc ? out[j + k] : 0.0f) + p * (A + B * lc);
             }
         }
     }
@@ -231,7 +232,7 @@ O1P_INLINE void block_grad(const float *O1P_RESTRICT x, o1p_int n, float xs, flo
         float p = exp_le88(l);
         float lc = l < LP_DCLAMP ? LP_DCLAMP : l;
         a[0] += p;
-        out[j] = p * (A + B * lc);
+        out[j] = (acc ? out[j] : 0.0f) + p * (A + B * lc);
     }
     *s1 += o1p_lanes_sum(a);
 }
@@ -250,7 +251,7 @@ static double sum_tolerance(float lse) { return 1e-4 + ldexp(fabs((double)lse), 
  * Returns 0, or -1 when sum p is off (bad logits or an lse from elsewhere). */
 O1P_TARGET_CLONES
 static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float lse,
-                        float g, float h, float *O1P_RESTRICT out) {
+                        float g, float h, int acc, float *O1P_RESTRICT out) {
     /* a = lse T in logit units. Where that overflows float32 (any lse the
      * forward gives at a temperature above ~1e37, or an lse near
      * FLT_MAX / T), the row is worked at scale 2^-k: l = (x 2^-k - a 2^-k)
@@ -275,28 +276,40 @@ static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float
     }
     const float A = (float)(((double)h * c - (double)g) * (double)invT * scale);
     const float B = (float)(-(double)h * (double)invT * scale);
+    const float out_t = acc ? out[t] : 0.0f; /* the target entry is set last */
     double s1 = 0.0;
-    for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
-        block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, A, B, out + b0, &s1);
+    for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK) {
+        if (acc)
+            block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, A, B, 1, out + b0, &s1);
+        else
+            block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, A, B, 0, out + b0, &s1);
+    }
     double logsum = log(s1);
     if (!(fabs(logsum) <= sum_tolerance(lse))) return -1;
     if (h == 0.0f && fabs(logsum) > LP_RENORM) {
         scale = 1.0 / s1;
         const float r = (float)scale;
-        for (o1p_int j = 0; j < V; j++) out[j] *= r;
+        if (acc) { /* the row's terms were added unscaled: add (r - 1) times them */
+            double unused = 0.0;
+            for (o1p_int b0 = 0; b0 < V; b0 += LP_BLOCK)
+                block_grad(x + b0, O1P_MIN(LP_BLOCK, V - b0), xs, a, iT, A * (r - 1.0f), 0.0f, 1, out + b0,
+                           &unused);
+        } else {
+            for (o1p_int j = 0; j < V; j++) out[j] *= r;
+        }
     }
     /* the target entry, with 1 - p_t in double */
     float lt = (x[t] * xs - a) * iT;
     double pt = (double)exp_le88(lt) * scale;
     float ltc = lt < LP_DCLAMP ? LP_DCLAMP : lt;
-    out[t] = (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);
+    out[t] = out_t + (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);
     return 0;
 }
 
 int logprob_backward(o1p_int N, o1p_int V, const float *logits, const int64_t *targets,
                      int64_t ignore_index, double temperature, const float *lse,
                      const float *grad_logp, const float *grad_entropy, float *dlogits,
-                     o1p_int *bad_row) {
+                     int accumulate, o1p_int *bad_row) {
     const float invT = (float)(1.0 / temperature);
     o1p_int bad = N, bad_index = N;
     int nt = o1p_threads_for(N * V, LP_MIN_WORK);
@@ -306,7 +319,7 @@ int logprob_backward(o1p_int N, o1p_int V, const float *logits, const int64_t *t
         int64_t t = targets[i];
         float *out = dlogits + i * V;
         if (t == ignore_index) {
-            memset(out, 0, (size_t)V * sizeof(float));
+            if (!accumulate) memset(out, 0, (size_t)V * sizeof(float));
             continue;
         }
         if (t < 0 || t >= V) {
@@ -314,7 +327,8 @@ int logprob_backward(o1p_int N, o1p_int V, const float *logits, const int64_t *t
             continue;
         }
         float h = grad_entropy ? grad_entropy[i] : 0.0f;
-        if (row_backward(logits + i * V, V, t, invT, lse[i], grad_logp[i], h, out) != 0 && i < bad)
+        if (row_backward(logits + i * V, V, t, invT, lse[i], grad_logp[i], h, accumulate != 0, out) != 0 &&
+            i < bad)
             bad = i;
     }
     if (bad_index < N || bad < N) {

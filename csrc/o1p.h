@@ -54,30 +54,31 @@ typedef int64_t o1p_int;
 #define O1P_TARGET_CLONES
 #endif
 
-/* Hand-dispatched multiversioning, for loops whose path tests must be able
- * to choose (o1p_simd_path, see below; the clones above are fixed by the ifunc
- * resolver at load time): O1P_DISPATCHED(name, (params), (args)) defines
- * static void name(params) calling name##_body(args) compiled for x86-64-v4,
- * x86-64-v3 or the baseline. name##_body must be O1P_INLINE. */
+/* Hand-dispatched multiversioning, for the kernels whose path tests must be
+ * able to choose (o1p_simd_path, see below; the clones above are fixed by the
+ * ifunc resolver at load time): O1P_DISPATCHED(type, name, (params), (args))
+ * defines `static type name(params)` returning name##_body(args) compiled for
+ * x86-64-v4, x86-64-v3 or the baseline; name##_body must be O1P_INLINE and
+ * return a value (int where there is nothing to return). */
 #if defined(O1P_HAVE_CLONES)
-#define O1P_DISPATCHED(name, params, args)                                          \
-    __attribute__((target("arch=x86-64-v4"))) static void name##_v4 params {        \
-        name##_body args;                                                           \
+#define O1P_DISPATCHED(type, name, params, args)                                    \
+    __attribute__((target("arch=x86-64-v4"))) static type name##_v4 params {        \
+        return name##_body args;                                                    \
     }                                                                               \
-    __attribute__((target("arch=x86-64-v3"))) static void name##_v3 params {        \
-        name##_body args;                                                           \
+    __attribute__((target("arch=x86-64-v3"))) static type name##_v3 params {        \
+        return name##_body args;                                                    \
     }                                                                               \
-    static void name##_base params { name##_body args; }                            \
-    static void name params {                                                       \
+    static type name##_base params { return name##_body args; }                     \
+    static type name params {                                                       \
         switch (o1p_simd_path()) {                                                  \
-        case O1P_SIMD_V4: name##_v4 args; return;                                   \
-        case O1P_SIMD_V3: name##_v3 args; return;                                   \
-        default: name##_base args; return;                                          \
+        case O1P_SIMD_V4: return name##_v4 args;                                    \
+        case O1P_SIMD_V3: return name##_v3 args;                                    \
+        default: return name##_base args;                                           \
         }                                                                           \
     }
 #else
-#define O1P_DISPATCHED(name, params, args) \
-    static void name params { name##_body args; }
+#define O1P_DISPATCHED(type, name, params, args) \
+    static type name params { return name##_body args; }
 #endif
 
 /* `#pragma omp simd` with clauses: a reduction loop GCC may vectorise with

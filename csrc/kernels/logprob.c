@@ -121,9 +121,8 @@ O1P_INLINE void block_plogp(const float *O1P_RESTRICT x, o1p_int n, float xs, fl
  *   s' = c s,  sd' = c (sd + delta s),  c = e^delta,  delta = (m - m') / T.
  * Returns 0, or -1 for a row that is all -inf, holds NaN/+inf, or whose
  * log-sum-exp overflows float32. */
-O1P_TARGET_CLONES
-static int row_forward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float *logp,
-                       float *entropy, float *lse) {
+O1P_INLINE int row_forward_body(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float *logp,
+                                float *entropy, float *lse) {
     float m = -INFINITY;
     double s = 0.0, sd = 0.0;
     int nan_seen = 0;
@@ -161,6 +160,10 @@ static int row_forward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float 
     *entropy = (float)(logs - sd / s); /* both terms >= 0: no cancellation */
     return 0;
 }
+
+/* Compiled per SIMD path, chosen at run time (o1p.h: O1P_DISPATCHED). */
+O1P_DISPATCHED(int, row_forward, (const float *x, o1p_int V, int64_t t, float invT, float *logp, float *entropy,
+                                  float *lse), (x, V, t, invT, logp, entropy, lse))
 
 int logprob_forward(o1p_int N, o1p_int V, const float *logits, const int64_t *targets,
                     int64_t ignore_index, double temperature, float *logp, float *entropy,
@@ -249,9 +252,8 @@ static double sum_tolerance(float lse) { return 1e-4 + ldexp(fabs((double)lse), 
  * (z - E_p[z] = l - E_p[l]: shift-free, small numbers). p is normalised by
  * its sum: in the entropy pass for free, otherwise afterwards if needed.
  * Returns 0, or -1 when sum p is off (bad logits or an lse from elsewhere). */
-O1P_TARGET_CLONES
-static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float lse,
-                        float g, float h, int acc, float *O1P_RESTRICT out) {
+O1P_INLINE int row_backward_body(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float invT, float lse,
+                                 float g, float h, int acc, float *O1P_RESTRICT out) {
     /* a = lse T in logit units. Where that overflows float32 (any lse the
      * forward gives at a temperature above ~1e37, or an lse near
      * FLT_MAX / T), the row is worked at scale 2^-k: l = (x 2^-k - a 2^-k)
@@ -305,6 +307,9 @@ static int row_backward(const float *O1P_RESTRICT x, o1p_int V, int64_t t, float
     out[t] = out_t + (float)(((double)g * (1.0 - pt) - (double)h * pt * ((double)ltc - c)) * (double)invT);
     return 0;
 }
+
+O1P_DISPATCHED(int, row_backward, (const float *x, o1p_int V, int64_t t, float invT, float lse, float g, float h,
+                                   int acc, float *out), (x, V, t, invT, lse, g, h, acc, out))
 
 int logprob_backward(o1p_int N, o1p_int V, const float *logits, const int64_t *targets,
                      int64_t ignore_index, double temperature, const float *lse,

@@ -55,9 +55,9 @@ static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *
  * ~1e-7 relative error would reach the ratio magnified; and a sum of finite
  * floats in double cannot overflow (a non-finite sum means a non-finite valid
  * entry). Masked entries are selected away (NaN there is allowed). */
-O1P_TARGET_CLONES
-static double row_sequence_sums(o1p_int T, const float *O1P_RESTRICT lp, const float *O1P_RESTRICT ref,
-                                const uint8_t *O1P_RESTRICT m, double *sref, int64_t *n_out) {
+O1P_INLINE double row_sequence_sums_body(o1p_int T, const float *O1P_RESTRICT lp,
+                                         const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
+                                         double *sref, int64_t *n_out) {
     double acc[O1P_LANES_F64] = {0}, accr[O1P_LANES_F64] = {0}, cnt[O1P_LANES_F64] = {0};
     /* the chunk width is a run-time value (the last chunk of a row is
      * shorter): a constant 64 lets GCC unroll the lane loop fully and then not
@@ -85,6 +85,9 @@ static double row_sequence_sums(o1p_int T, const float *O1P_RESTRICT lp, const f
     *n_out = (int64_t)o1p_lanes_sum_f64(cnt, O1P_LANES_F64);
     return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
 }
+
+O1P_DISPATCHED(double, row_sequence_sums, (o1p_int T, const float *lp, const float *ref, const uint8_t *m,
+                                           double *sref, int64_t *n_out), (T, lp, ref, m, sref, n_out))
 
 /* out[t] = mask ? v : 0 */
 O1P_TARGET_CLONES
@@ -308,18 +311,19 @@ O1P_INLINE void token_row_inner(o1p_int T, const float *O1P_RESTRICT lp,
     st->nbad = nbad_row;
 }
 
-O1P_INLINE void token_row_body(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
-                      float snA, float p3, float lo, float hi, float c, int mode, float *g,
-                      row_stats *st) {
+O1P_INLINE int token_row_body(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+                              float snA, float p3, float lo, float hi, float c, int mode, float *g,
+                              row_stats *st) {
     if (mode == MODE_DUAL)
         token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
     else if (mode == MODE_ZERO_ADV)
         token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
     else
         token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
+    return 0;
 }
 
-O1P_DISPATCHED(token_row, (o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+O1P_DISPATCHED(int, token_row, (o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
                       float snA, float p3, float lo, float hi, float c, int mode, float *g,
                       row_stats *st), (T, lp, ref, m, nA, snA, p3, lo, hi, c, mode, g, st))
 

@@ -59,18 +59,27 @@ static void copy_share(const float *O1P_RESTRICT x, float *O1P_RESTRICT y, int64
 
 #define EXP_BLOCK 2048 /* 8 KiB: L1-resident */
 
-/* sum of exp over the block, `which`: 0 full, 1 nonpos, 2 fast */
-O1P_TARGET_CLONES
+/* sum of exp over the block, `which`: 0 full, 1 nonpos, 2 fast. Compiled
+ * as the kernels that use them: o1p_expf in ppo.c without FMA contraction,
+ * the softmax exps in logprob.c with it. */
+O1P_TARGET_CLONES __attribute__((optimize("fp-contract=off")))
+static float exp_block_full(const float *x) {
+    float acc[O1P_LANES] = {0};
+    for (int j = 0; j < EXP_BLOCK; j += O1P_LANES)
+        for (int k = 0; k < O1P_LANES; k++) acc[k] += o1p_expf(x[j + k]);
+    return (float)o1p_lanes_sum(acc);
+}
+
+O1P_TARGET_CLONES __attribute__((optimize("fp-contract=fast")))
 static float exp_block(const float *x, int which) {
     float acc[O1P_LANES] = {0};
     if (which == 0) {
-        for (int j = 0; j < EXP_BLOCK; j += O1P_LANES)
-            for (int k = 0; k < O1P_LANES; k++) acc[k] += o1p_expf(x[j + k]);
+        return exp_block_full(x);
     } else if (which == 1) {
         for (int j = 0; j < EXP_BLOCK; j += O1P_LANES)
             for (int k = 0; k < O1P_LANES; k++) acc[k] += o1p_expf_nonpos(x[j + k]);
     } else {
-#ifdef O1P_HAVE_EXPF_FAST
+#ifdef O1P_EXPF_FAST_MAX_REL
         for (int j = 0; j < EXP_BLOCK; j += O1P_LANES)
             for (int k = 0; k < O1P_LANES; k++) acc[k] += o1p_expf_fast(x[j + k]);
 #endif
@@ -135,7 +144,7 @@ int main(int argc, char **argv) {
         if (argc != 5) return 2;
         int which = !strcmp(argv[2], "full") ? 0 : !strcmp(argv[2], "nonpos") ? 1 : !strcmp(argv[2], "fast") ? 2 : -1;
         if (which < 0) return 2;
-#ifndef O1P_HAVE_EXPF_FAST
+#ifndef O1P_EXPF_FAST_MAX_REL
         if (which == 2) {
             printf("{\"mode\": \"exp\", \"which\": \"fast\", \"available\": false}\n");
             return 0;

@@ -30,14 +30,20 @@
  * float. */
 #define LP_BLOCK 2048
 
-/* Software prefetch two blocks ahead: the hardware prefetcher brings the row
- * towards L2, this brings the block after next into L1 while the current one
- * is computed, so the max pass does not wait for memory (-38% time per logit
- * from DRAM on one core; one or four blocks ahead did worse). The address is
- * formed as an integer: prefetching past the end of the row is harmless,
- * pointer arithmetic past it would not be. */
+/* Software prefetch two blocks ahead into L1, and eight blocks (64 KiB)
+ * ahead into L2: the hardware prefetcher brings the row towards L2 but stops
+ * at 4 KiB pages, and L1 prefetches alone are limited by the few L1 miss
+ * buffers; the L2 prefetch keeps enough lines in flight (one thread reading
+ * logits from DRAM: 8.5 -> 11 GB/s, against 15 GB/s for a bare read; 16 or
+ * 32 blocks ahead did no better). The block after next reaches L1 while the
+ * current one is computed, so the max pass does not wait for memory (-38%
+ * time per logit from DRAM on one core; one or four blocks ahead did worse).
+ * The address is formed as an integer: prefetching past the end of the row
+ * is harmless, pointer arithmetic past it would not be. */
 #if defined(__GNUC__) || defined(__clang__)
-#define LP_PREFETCH(p, bytes) __builtin_prefetch((const void *)((uintptr_t)(p) + (bytes)), 0, 3)
+#define LP_PREFETCH(p, bytes)                                                        \
+    (__builtin_prefetch((const void *)((uintptr_t)(p) + (bytes)), 0, 3),             \
+     __builtin_prefetch((const void *)((uintptr_t)(p) + 4 * (bytes)), 0, 1))
 #else
 #define LP_PREFETCH(p, bytes) ((void)0)
 #endif

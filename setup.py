@@ -111,9 +111,6 @@ if not NO_OPENMP and compiler_supports(["-fopenmp"], "#include <omp.h>\nint main
     cflags.append("-fopenmp")
     ldflags.append("-fopenmp")
     openmp = True
-elif compiler_supports(["-fopenmp-simd"]):
-    # `#pragma omp simd` reductions (O1P_SIMD in o1p.h) without the runtime
-    cflags += ["-fopenmp-simd", "-DO1P_OPENMP_SIMD"]
 
 build_flags = " ".join(cflags)
 macros = blas_macros + [

@@ -81,16 +81,6 @@ typedef int64_t o1p_int;
     static type name params { return name##_body args; }
 #endif
 
-/* `#pragma omp simd` with clauses: a reduction loop GCC may vectorise with
- * one partial result per vector lane (reassociation that strict IEEE code
- * forbids otherwise). Needs -fopenmp or -fopenmp-simd (setup.py passes the
- * latter to builds without OpenMP); a no-op for other compilers. */
-#if defined(_OPENMP) || defined(O1P_OPENMP_SIMD)
-#define O1P_SIMD(clauses) O1P_PRAGMA_(omp simd clauses)
-#else
-#define O1P_SIMD(clauses)
-#endif
-
 /* OpenMP is optional. O1P_OMP(x) expands to `#pragma omp x` when available and
  * to nothing otherwise; every parallel loop must be correct serially. */
 #define O1P_PRAGMA_(x) _Pragma(#x)

@@ -225,8 +225,9 @@ O1P_INLINE token_terms token_eval(float lpv, float refv, float nA, float snA, fl
  * are not finite (ratios near FLT_MAX without a log-ratio clamp, or a
  * non-finite valid input, which always makes the lane sum of lp - ref
  * non-finite) is summed again token by token in double: the same terms, no
- * float overflow, and the non-finite inputs counted. Every addition has a fixed place, so results are
- * the same for every thread count and vector width. */
+ * float overflow, and the non-finite inputs counted. Every addition has a
+ * fixed place, so results are the same for every thread count and vector
+ * width. */
 O1P_INLINE void token_row_inner(o1p_int T, const float *O1P_RESTRICT lp,
                                const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
                                float nA, float snA, float p3, float lo, float hi, float c,

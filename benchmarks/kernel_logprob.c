@@ -59,9 +59,9 @@ int main(int argc, char **argv) {
         double t0 = now();
         logprob_forward(N, V, x, t, -100, 1.0, logp, ent, lse, NULL);
         double t1 = now();
-        logprob_backward(N, V, x, t, -100, 1.0, lse, g, NULL, d, NULL);
+        logprob_backward(N, V, x, t, -100, 1.0, lse, g, NULL, d, 0, NULL);
         double t2 = now();
-        logprob_backward(N, V, x, t, -100, 1.0, lse, g, g, d, NULL);
+        logprob_backward(N, V, x, t, -100, 1.0, lse, g, g, d, 0, NULL);
         double t3 = now();
         f = t1 - t0 < f ? t1 - t0 : f;
         b = t2 - t1 < b ? t2 - t1 : b;

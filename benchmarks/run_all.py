@@ -1,4 +1,4 @@
-"""Run every benchmark script (bench_*.py) in turn; `--smoke` passes tiny
+"""Run every benchmark script (bench_*.py, then roofline.py) in turn; `--smoke` passes tiny
 sizes so CI checks that they all still run. Exits non-zero if one fails."""
 
 import subprocess
@@ -12,7 +12,7 @@ HERE = Path(__file__).resolve().parent
 def main() -> int:
     extra = sys.argv[1:]
     failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
+    for script in sorted(HERE.glob("bench_*.py")) + [HERE / "roofline.py"]:
         t0 = time.time()
         print(f"== {script.name} {' '.join(extra)}", flush=True)
         r = subprocess.run([sys.executable, str(script), *extra], cwd=HERE)

@@ -54,6 +54,33 @@ typedef int64_t o1p_int;
 #define O1P_TARGET_CLONES
 #endif
 
+/* Hand-dispatched multiversioning, for the kernels whose path tests must be
+ * able to choose (o1p_simd_path, see below; the clones above are fixed by the
+ * ifunc resolver at load time): O1P_DISPATCHED(type, name, (params), (args))
+ * defines `static type name(params)` returning name##_body(args) compiled for
+ * x86-64-v4, x86-64-v3 or the baseline; name##_body must be O1P_INLINE and
+ * return a value (int where there is nothing to return). */
+#if defined(O1P_HAVE_CLONES)
+#define O1P_DISPATCHED(type, name, params, args)                                    \
+    __attribute__((target("arch=x86-64-v4"))) static type name##_v4 params {        \
+        return name##_body args;                                                    \
+    }                                                                               \
+    __attribute__((target("arch=x86-64-v3"))) static type name##_v3 params {        \
+        return name##_body args;                                                    \
+    }                                                                               \
+    static type name##_base params { return name##_body args; }                     \
+    static type name params {                                                       \
+        switch (o1p_simd_path()) {                                                  \
+        case O1P_SIMD_V4: return name##_v4 args;                                    \
+        case O1P_SIMD_V3: return name##_v3 args;                                    \
+        default: return name##_base args;                                           \
+        }                                                                           \
+    }
+#else
+#define O1P_DISPATCHED(type, name, params, args) \
+    static type name params { return name##_body args; }
+#endif
+
 /* OpenMP is optional. O1P_OMP(x) expands to `#pragma omp x` when available and
  * to nothing otherwise; every parallel loop must be correct serially. */
 #define O1P_PRAGMA_(x) _Pragma(#x)
@@ -160,6 +187,18 @@ void o1p_blas_serial_end(void);
 /* Highest instruction-set level the target clones dispatch to on this CPU:
  * "x86-64-v4 (AVX-512)", "x86-64-v3 (AVX2+FMA)" or "baseline". */
 const char *o1p_simd_level(void);
+/* The path of the kernels dispatched by hand (o1p_simd_path, not the target
+ * clones, which the ifunc resolver fixes at load time): the CPU's level,
+ * capped by the environment variable O1P_SIMD (read once: "baseline",
+ * "x86-64-v3" / "avx2", "x86-64-v4" / "avx512") or o1p_set_simd_cap (tests
+ * compare the paths in one process). */
+enum { O1P_SIMD_BASE = 0, O1P_SIMD_V3 = 3, O1P_SIMD_V4 = 4 };
+int o1p_simd_path(void);
+/* Caps the hand-dispatched path at `level` (O1P_SIMD_*; a level above the
+ * CPU's gives the CPU's); returns the path now in force. */
+int o1p_set_simd_cap(int level);
+/* "x86-64-v4 (AVX-512)" etc. for a path. */
+const char *o1p_simd_path_name(int path);
 /* Called once when the module loads: installs the fork handler. */
 void o1p_runtime_init(void);
 

@@ -57,8 +57,10 @@ def config() -> dict:
     Keys include ``blas`` (library and version), ``blas_config`` and
     ``blas_corename`` (as reported by the loaded OpenBLAS), ``blas_threads``,
     ``cflags``, ``variant`` (release/debug/sanitize), ``simd`` (the level the
-    target clones dispatch to on this CPU), ``openmp`` (the OpenMP version
-    macro or None) and ``num_threads``.
+    target clones dispatch to on this CPU), ``simd_path`` (the path of the
+    hand-dispatched kernels: the CPU's level unless the environment variable
+    ``O1P_SIMD`` caps it, e.g. ``O1P_SIMD=baseline``), ``openmp`` (the OpenMP
+    version macro or None) and ``num_threads``.
     """
     import numpy
 
@@ -98,6 +100,7 @@ def show_config() -> None:
         ("compiler", "compiler"),
         ("compiler flags", "cflags"),
         ("SIMD level in use", "simd"),
+        ("SIMD path (O1P_SIMD)", "simd_path"),
         ("OpenMP", "openmp"),
         ("o1pruner threads", "num_threads"),
         ("BLAS library", "blas"),

@@ -88,6 +88,8 @@ def token_logprobs_backward(
     grad_entropy: Optional[npt.ArrayLike],
     temperature: float,
     ignore_index: int,
+    out: Optional[_F32] = ...,
+    accumulate: bool = ...,
 ) -> _F32: ...
 
 # fused LM head + token log-probs

@@ -17,4 +17,19 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "'pip install -e .' or 'python setup.py build_ext --inplace'."
     ) from exc
 
+
+def _check_simd_env() -> None:
+    """O1P_SIMD caps the SIMD path of the hand-dispatched kernels (read once by
+    the C core); a value it does not understand is ignored there: say so."""
+    import os
+    import warnings
+
+    v = os.environ.get("O1P_SIMD", "")
+    if v and v not in ("baseline", "sse2", "x86-64-v3", "avx2", "x86-64-v4", "avx512"):
+        warnings.warn(f"O1P_SIMD={v!r} is not one of baseline, x86-64-v3 (avx2), x86-64-v4 (avx512): ignored, "
+                      "the CPU's own level is used", RuntimeWarning, stacklevel=3)
+
+
+_check_simd_env()
+
 __all__ = ["_core"]

@@ -535,3 +535,88 @@ def test_no_leak(rng):
                 pass
 
     leak_check(calls, n=2000)
+
+
+# ---- backward into a caller's array (out=, accumulate) --------------------------------------
+
+def test_backward_out_and_accumulate_match_new_array(rng):
+    # huge logits: the lse rounding needs the renormalisation pass, which
+    # accumulate does differently (adds (r - 1) times the row's terms)
+    for offset, ge_on in ((0.0, False), (0.0, True), (3e4, False)):
+        x, t = random_case(rng, 9, 3001, offset=offset, mask_frac=0.1, ignore_frac=0.2)
+        lse = o1pruner.token_logprobs(x, t, 0.8).lse
+        g = rng.standard_normal(9).astype(np.float32)
+        ge = rng.standard_normal(9).astype(np.float32) if ge_on else None
+        want = o1pruner.token_logprobs_backward(x, t, lse, g, ge, 0.8)
+        out = np.full_like(x, np.nan)
+        got = o1pruner.token_logprobs_backward(x, t, lse, g, ge, 0.8, out=out)
+        assert got is out
+        assert np.array_equal(out, want)  # the same kernel, written in place: bit for bit
+        start = rng.standard_normal(x.shape).astype(np.float32)
+        acc = start.copy()
+        assert o1pruner.token_logprobs_backward(x, t, lse, g, ge, 0.8, out=acc, accumulate=True) is acc
+        ignored = t == -100
+        assert np.array_equal(acc[ignored], start[ignored])  # ignored rows left as they are
+        assert_close(acc, start + want, rtol=1e-6, atol=4 * U * (np.abs(start) + np.abs(want)).max(),
+                     what=f"accumulate offset={offset}")
+
+
+def test_backward_out_checked_before_writing(rng):
+    x, t = random_case(rng, 4, 50)
+    lse = o1pruner.token_logprobs(x, t).lse
+    g = np.ones(4, np.float32)
+    bad = [
+        (np.zeros((4, 50), np.float64), TypeError, "out: expected a float32 array"),
+        (np.zeros((4, 51), np.float32), ValueError, r"out: expected shape \(4, 50\)"),
+        (np.zeros((50, 4), np.float32).T, ValueError, "out: must be C-contiguous"),
+        (np.zeros((4, 100), np.float32)[:, ::2], ValueError, "out: must be C-contiguous"),
+        ([[0.0] * 50] * 4, TypeError, "out: expected a numpy.ndarray"),
+    ]
+    ro = np.zeros((4, 50), np.float32)
+    ro.flags.writeable = False
+    bad.append((ro, ValueError, "out: must be C-contiguous, aligned, native-endian and writeable"))
+    for out, exc, match in bad:
+        before = np.array(out, copy=True)
+        with pytest.raises(exc, match=match):
+            o1pruner.token_logprobs_backward(x, t, lse, g, out=out)
+        assert np.array_equal(np.asarray(out), before)
+    # aliasing an input: the logits themselves, or a buffer that also holds the targets
+    x2 = x.copy()
+    with pytest.raises(ValueError, match="out: shares memory with logits"):
+        o1pruner.token_logprobs_backward(x2, t, lse, g, out=x2)
+    assert np.array_equal(x2, x)
+    big = np.zeros(4 * 50 + 4, np.float32)
+    g_view = big[-4:]
+    g_view[:] = 1.0
+    out = big[:200].reshape(4, 50)
+    out_view_overlapping = big[4:204].reshape(4, 50)
+    with pytest.raises(ValueError, match="out: shares memory with grad_logp"):
+        o1pruner.token_logprobs_backward(x, t, lse, g_view, out=out_view_overlapping)
+    assert np.array_equal(big[-4:], np.ones(4, np.float32)) and not big[:200].any()
+    # the other argument checks come first as well
+    sentinel = np.full((4, 50), 7.0, np.float32)
+    with pytest.raises(ValueError, match="accumulate: needs out"):
+        o1pruner.token_logprobs_backward(x, t, lse, g, accumulate=True)
+    with pytest.raises(ValueError, match="grad_logp"):
+        o1pruner.token_logprobs_backward(x, t, lse, np.full(4, np.nan, np.float32), out=sentinel)
+    with pytest.raises(ValueError, match="targets"):
+        o1pruner.token_logprobs_backward(x, np.array([0, 1, 2, 50]), lse, g, out=sentinel, accumulate=True)
+    assert np.all(sentinel == 7.0)
+    del out
+
+
+def test_expf_fast_error_bound():
+    """The softmax-sum exp against float64 over a dense grid of [-87.3365, 0],
+    a denser one near 0 (where a row's largest terms lie), and its edges."""
+    from o1pruner import _core
+
+    grid = np.concatenate([np.linspace(-87.3365, 0.0, 1 << 22, dtype=np.float32),
+                           np.linspace(-0.75, 0.0, 1 << 20, dtype=np.float32),
+                           -np.abs(np.random.default_rng(1).standard_normal(1 << 18).astype(np.float32))])
+    y, bound = _core._expf_fast(grid)
+    want = np.exp(grid.astype(np.float64))
+    rel = np.abs(y - want) / want
+    assert rel.max() <= bound <= 2.5e-7, (rel.max(), grid[rel.argmax()])
+    assert _core._expf_fast(np.array([0.0], np.float32))[0][0] == 1.0  # the row max contributes exactly 1
+    edge, _ = _core._expf_fast(np.array([-87.3366, -np.inf, -1e30, np.nan], np.float32))
+    assert edge[0] == 0.0 and edge[1] == 0.0 and edge[2] == 0.0 and np.isnan(edge[3])

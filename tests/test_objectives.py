@@ -464,6 +464,29 @@ def test_zero_advantage_and_overflowing_ratio():
     assert res.loss == 0.0 and np.all(res.grad == 0)
 
 
+def test_token_sums_near_float_max_do_not_overflow():
+    # float32 ratios near FLT_MAX (log-ratio 88, no clamp): the per-lane float
+    # sums of a block overflow, the double sums do not; tokens 0 and 64 share
+    # a lane, and the row is long enough for several blocks
+    T = 3000
+    lp = np.zeros((2, T), np.float32)
+    lp[0, [0, 64, 2000]] = 88.0
+    refl = np.zeros((2, T), np.float32)
+    mask = np.ones((2, T), bool)
+    mask[1, T // 2:] = False
+    for agg in ("token-mean", "seq-mean-token-sum"):
+        res = run(lp, refl, [-1.0, 0.5], mask, "token", agg)
+        loss, grad, stats = ref.ppo_clip_loss(lp, refl, [-1.0, 0.5], mask, ratio="token", aggregate=agg)
+        assert np.isfinite(res.loss) and res.loss == pytest.approx(loss, rel=1e-6), (agg, res.loss, loss)
+        assert res.stats.ratio_mean == pytest.approx(stats["ratio_mean"], rel=1e-6)
+        assert res.stats.ratio_max == pytest.approx(stats["ratio_max"], rel=1e-6)
+        assert_close(res.grad, grad, rtol=2e-6, atol=1e-6 * np.abs(grad).max(), what=agg)
+    # a non-finite input in such a block is still found
+    lp[0, 5] = np.nan
+    with pytest.raises(ValueError, match="logp"):
+        run(lp, refl, [-1.0, 0.5], mask, "token")
+
+
 # ---- fully masked rows ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("ratio, aggregate", MODES)

@@ -282,3 +282,39 @@ def test_fused_only_hidden_grad():
     assert h.grad is not None and W.grad is None
     with pytest.raises(ValueError, match="hidden"):
         ot.fused_linear_logprobs(torch.randn(N, d + 1), W, t)
+
+
+@needs_logprob
+def test_logits_gradient_buffer_is_reused_only_when_free():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 300)).astype(np.float32)
+    t = torch.from_numpy(rng.integers(0, 300, 6))
+    w = torch.from_numpy(rng.standard_normal((6, 300)).astype(np.float32))
+
+    def grad_of(scale):
+        # logits produced by an op, as from an LM head: the gradient is consumed upstream
+        leaf = torch.from_numpy(x).requires_grad_()
+        logits = leaf * scale
+        seen = {}
+        logits.register_hook(lambda g: seen.update(ptr=g.data_ptr()))
+        logp, ent = ot.token_logprobs(logits, t)
+        (logp * w[:, 0]).sum().add((ent * 0.5).sum()).backward()
+        return leaf.grad, seen["ptr"]
+
+    ot.release_workspace()
+    g1, p1 = grad_of(1.0)
+    g2, p2 = grad_of(1.0)
+    # the first gradient was consumed: the workspace's buffer again, no new N x V array
+    assert p1 == p2 == ot._WORKSPACE._buf.ctypes.data
+    assert torch.equal(g1, g2)
+    # a gradient still held (a leaf's .grad is the returned tensor itself) is never overwritten
+    leaf = torch.from_numpy(x.copy()).requires_grad_()
+    logp, _ = ot.token_logprobs(leaf, t)
+    logp.sum().backward()
+    kept = leaf.grad.clone()
+    g3, p3 = grad_of(2.0)
+    assert torch.equal(leaf.grad, kept) and p3 != leaf.grad.data_ptr()
+    want = o1pruner.token_logprobs_backward(x, t.numpy(), o1pruner.token_logprobs(x, t.numpy()).lse,
+                                            np.ones(6, np.float32))
+    assert_close(kept.numpy(), want, rtol=1e-6, atol=1e-7, what="held gradient")
+    ot.release_workspace()

@@ -17,9 +17,10 @@
  *
  * Widths: O1P_LANES = 32 floats (two AVX-512 or four AVX2 registers; with 16,
  * GCC unrolls the lane loop completely and then fails to vectorise it), used
- * by logprob.c and fused.c; O1P_LANES_F64 = 64 doubles, used by ppo.c, whose
- * row loop takes the tail of a row (< 64 tokens) as one more group in lanes
- * 0..r-1 instead of lane 0. Changing a width or a tail rule changes the
+ * by logprob.c and fused.c; O1P_LANES_F64 = 64 lanes, used by ppo.c (doubles
+ * for the sequence sums; floats within a block, then doubles, for the token
+ * loop), whose row loop takes the tail of a row (< 64 tokens) as one more
+ * group in lanes 0..r-1 instead of lane 0. Changing a width or a tail rule changes the
  * rounding of every result (bit-identical results are tested across thread
  * counts, not across such changes).
  */

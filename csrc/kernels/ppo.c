@@ -44,6 +44,51 @@ static double masked_sum(o1p_int T, const float *O1P_RESTRICT x, const uint8_t *
     return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
 }
 
+/* One read of a row for the sequence ratio: the number of valid tokens
+ * (*n_out) and the sums over them of lp (returned) and of ref (*sref; not
+ * read when ref is NULL), in O1P_LANES_F64 double lanes, the row tail in lanes
+ * 0..r-1: the same additions in the same order as masked_sum, so the mean
+ * of ref here is bit for bit sequence_logprobs(ref, mask, "mean") (a
+ * reference given as per-sequence means gives the same loss). Double and not
+ * float lanes: the sequence ratio is exp(mean(lp) - mean(ref)), a difference
+ * of two means that may be 1e4 times smaller than either, so a float sum's
+ * ~1e-7 relative error would reach the ratio magnified; and a sum of finite
+ * floats in double cannot overflow (a non-finite sum means a non-finite valid
+ * entry). Masked entries are selected away (NaN there is allowed). */
+O1P_INLINE double row_sequence_sums_body(o1p_int T, const float *O1P_RESTRICT lp,
+                                         const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
+                                         double *sref, int64_t *n_out) {
+    double acc[O1P_LANES_F64] = {0}, accr[O1P_LANES_F64] = {0}, cnt[O1P_LANES_F64] = {0};
+    /* the chunk width is a run-time value (the last chunk of a row is
+     * shorter): a constant 64 lets GCC unroll the lane loop fully and then not
+     * vectorise it */
+    if (ref) {
+        for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+            int w = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
+            for (int j = 0; j < w; j++) {
+                acc[j] += (double)(m[t0 + j] ? lp[t0 + j] : 0.0f);
+                accr[j] += (double)(m[t0 + j] ? ref[t0 + j] : 0.0f);
+                cnt[j] += m[t0 + j] ? 1.0 : 0.0;
+            }
+        }
+        *sref = o1p_lanes_sum_f64(accr, O1P_LANES_F64);
+    } else {
+        for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
+            int w = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
+            for (int j = 0; j < w; j++) {
+                acc[j] += (double)(m[t0 + j] ? lp[t0 + j] : 0.0f);
+                cnt[j] += m[t0 + j] ? 1.0 : 0.0;
+            }
+        }
+        *sref = 0.0;
+    }
+    *n_out = (int64_t)o1p_lanes_sum_f64(cnt, O1P_LANES_F64);
+    return o1p_lanes_sum_f64(acc, O1P_LANES_F64);
+}
+
+O1P_DISPATCHED(double, row_sequence_sums, (o1p_int T, const float *lp, const float *ref, const uint8_t *m,
+                                           double *sref, int64_t *n_out), (T, lp, ref, m, sref, n_out))
+
 /* out[t] = mask ? v : 0 */
 O1P_TARGET_CLONES
 static void fill_masked(o1p_int T, const uint8_t *m, float v, float *out) {
@@ -123,12 +168,72 @@ enum { MODE_PLAIN = 0, MODE_DUAL = 1, MODE_ZERO_ADV = 2 };
  * d l / d x = -A w r gx. `snA` = -A times the row's aggregation weight.
  * Where no branch passes the gradient it is exactly 0 (PyTorch's exp backward
  * would give 0 * inf = NaN for an overflowed ratio). Zero-advantage rows give
- * loss and gradient 0 (no 0 * inf either). */
-O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
+ * loss and gradient 0 (no 0 * inf either). Branch-free (& not &&, selects
+ * not ifs) so that the lane loop vectorises it; `mode` is a constant there. */
+typedef struct {
+    float l, xc, r, g;   /* loss, clamped log-ratio, ratio, weighted d loss / d logp */
+    int clip, dual;      /* clipped branch strictly larger, dual clip active */
+} token_terms;
+
+O1P_INLINE token_terms token_eval(float lpv, float refv, float nA, float snA, float p3, float lo, float hi,
+                                  float c, const int mode) {
+    token_terms o;
+    float x = lpv - refv;
+    float xc = x < -c ? -c : x;
+    xc = xc > c ? c : xc;
+    float gx = (float)((x >= -c) & (x <= c));
+    float r = o1p_expf(xc);
+    float rc = r < lo ? lo : r;
+    rc = rc > hi ? hi : rc;
+    float pass2 = (float)((r >= lo) & (r <= hi));
+    float p1 = nA * r, p2 = nA * rc;
+    float w1 = p1 > p2 ? 1.0f : (p1 == p2 ? 0.5f : 0.0f);
+    float l = p1 > p2 ? p1 : p2;
+    float w = w1 + (1.0f - w1) * pass2;
+    o.dual = 0;
+    if (mode == MODE_DUAL) {
+        float wl = l < p3 ? 1.0f : (l == p3 ? 0.5f : 0.0f);
+        o.dual = l > p3;
+        l = l < p3 ? l : p3;
+        w *= wl;
+    }
+    if (mode == MODE_ZERO_ADV) {
+        l = 0.0f;
+        w = 0.0f;
+    }
+    float d = w * gx;
+    o.g = d != 0.0f ? snA * d * r : 0.0f;
+    o.l = l;
+    o.xc = xc;
+    o.r = r;
+    o.clip = p2 > p1;
+    return o;
+}
+
+/* Chunks of O1P_LANES_F64 tokens per block: the float lane sums of a block
+ * are added to the row's double lanes at its end. */
+#define TOKEN_BLOCK_CHUNKS 16
+
+/* The token-ratio terms of one row in one pass: g written, the sums in
+ * O1P_LANES_F64 lanes (token t0 + j of every chunk in lane j, the row tail in
+ * lanes 0..r-1). Float lanes within a block of TOKEN_BLOCK_CHUNKS chunks,
+ * then added to double lanes: the token values are float32 with ~3e-7
+ * relative error each and a float lane adds only 16 of them per block, which
+ * keeps a block's error at that order (for the log-ratio sum of mixed signs,
+ * ~1e-7 of the sum of |terms|); double across blocks, where a row's sum has
+ * no such bound. The counters are exact integers. A block whose float sums
+ * are not finite (ratios near FLT_MAX without a log-ratio clamp, or a
+ * non-finite valid input, which always makes the lane sum of lp - ref
+ * non-finite) is summed again token by token in double: the same terms, no
+ * float overflow, and the non-finite inputs counted. Every addition has a
+ * fixed place, so results are the same for every thread count and vector
+ * width. */
+O1P_INLINE void token_row_inner(o1p_int T, const float *O1P_RESTRICT lp,
                                const float *O1P_RESTRICT ref, const uint8_t *O1P_RESTRICT m,
                                float nA, float snA, float p3, float lo, float hi, float c,
                                const int mode, float *O1P_RESTRICT g, row_stats *st) {
-    double accl[O1P_LANES_F64] = {0}, acck[O1P_LANES_F64] = {0}, accr[O1P_LANES_F64] = {0};
+    double dl[O1P_LANES_F64] = {0}, dk[O1P_LANES_F64] = {0}, dr[O1P_LANES_F64] = {0};
+    float fl[O1P_LANES_F64], fk[O1P_LANES_F64], fr[O1P_LANES_F64], fx[O1P_LANES_F64];
     float mn[O1P_LANES_F64], mx[O1P_LANES_F64];
     int32_t ncl[O1P_LANES_F64] = {0}, ndu[O1P_LANES_F64] = {0}, nbad[O1P_LANES_F64] = {0};
     for (int j = 0; j < O1P_LANES_F64; j++) {
@@ -136,50 +241,51 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
         mx[j] = -INFINITY;
     }
     int64_t ncl_row = 0, ndu_row = 0, nbad_row = 0;
-    for (o1p_int t0 = 0; t0 < T; t0 += O1P_LANES_F64) {
-        int n = (int)O1P_MIN((o1p_int)O1P_LANES_F64, T - t0);
-        /* branch-free body (& not &&, selects not ifs) so that it vectorises */
-        for (int j = 0; j < n; j++) {
-            o1p_int t = t0 + j;
-            float lpv = lp[t], refv = ref[t];
-            int valid = m[t] != 0;
-            float x = lpv - refv;
-            float xc = x < -c ? -c : x;
-            xc = xc > c ? c : xc;
-            float gx = (float)((x >= -c) & (x <= c));
-            float r = o1p_expf(xc);
-            float rc = r < lo ? lo : r;
-            rc = rc > hi ? hi : rc;
-            float pass2 = (float)((r >= lo) & (r <= hi));
-            float p1 = nA * r, p2 = nA * rc;
-            float w1 = p1 > p2 ? 1.0f : (p1 == p2 ? 0.5f : 0.0f);
-            float l = p1 > p2 ? p1 : p2;
-            float w = w1 + (1.0f - w1) * pass2;
-            int dclip = 0;
-            if (mode == MODE_DUAL) {
-                float wl = l < p3 ? 1.0f : (l == p3 ? 0.5f : 0.0f);
-                dclip = l > p3;
-                l = l < p3 ? l : p3;
-                w *= wl;
+    const o1p_int block = (o1p_int)O1P_LANES_F64 * TOKEN_BLOCK_CHUNKS;
+    for (o1p_int b0 = 0; b0 < T; b0 += block) {
+        o1p_int bend = O1P_MIN(b0 + block, T);
+        for (int j = 0; j < O1P_LANES_F64; j++) fl[j] = fk[j] = fr[j] = fx[j] = 0.0f;
+        for (o1p_int t0 = b0; t0 < bend; t0 += O1P_LANES_F64) {
+            int n = (int)O1P_MIN((o1p_int)O1P_LANES_F64, bend - t0);
+            for (int j = 0; j < n; j++) {
+                o1p_int t = t0 + j;
+                token_terms o = token_eval(lp[t], ref[t], nA, snA, p3, lo, hi, c, mode);
+                int valid = m[t] != 0;
+                g[t] = valid ? o.g : 0.0f;
+                fl[j] += valid ? o.l : 0.0f;
+                fk[j] += valid ? -o.xc : 0.0f;
+                fr[j] += valid ? o.r : 0.0f;
+                fx[j] += valid ? lp[t] - ref[t] : 0.0f; /* non-finite when an input is */
+                mn[j] = (valid & (o.r < mn[j])) ? o.r : mn[j];
+                mx[j] = (valid & (o.r > mx[j])) ? o.r : mx[j];
+                ncl[j] += valid & o.clip;
+                ndu[j] += valid & o.dual;
             }
-            if (mode == MODE_ZERO_ADV) {
-                l = 0.0f;
-                w = 0.0f;
-            }
-            float d = w * gx;
-            float dl = d != 0.0f ? snA * d * r : 0.0f;
-            g[t] = valid ? dl : 0.0f;
-            accl[j] += (double)(valid ? l : 0.0f);
-            acck[j] += (double)(valid ? -xc : 0.0f);
-            accr[j] += (double)(valid ? r : 0.0f);
-            mn[j] = (valid & (r < mn[j])) ? r : mn[j];
-            mx[j] = (valid & (r > mx[j])) ? r : mx[j];
-            ncl[j] += valid & (p2 > p1);
-            ndu[j] += valid & dclip;
-            nbad[j] += valid & !((fabsf(lpv) <= FLT_MAX) & (fabsf(refv) <= FLT_MAX));
         }
-        /* int32 lane counters: fold into int64 before they could overflow */
-        if ((t0 / O1P_LANES_F64) % (1 << 20) == (1 << 20) - 1) {
+        float fin = 0.0f; /* 0 when every lane sum is finite, else NaN */
+        for (int j = 0; j < O1P_LANES_F64; j++)
+            fin += (fl[j] - fl[j]) + (fk[j] - fk[j]) + (fr[j] - fr[j]) + (fx[j] - fx[j]);
+        if (O1P_LIKELY(fin == 0.0f)) {
+            for (int j = 0; j < O1P_LANES_F64; j++) {
+                dl[j] += (double)fl[j];
+                dk[j] += (double)fk[j];
+                dr[j] += (double)fr[j];
+            }
+        } else {
+            /* the rare block: overflowed float sums or a non-finite input
+             * (counted here, where it costs nothing on the common path) */
+            for (o1p_int t = b0; t < bend; t++) {
+                int j = (int)((t - b0) % O1P_LANES_F64);
+                if (!m[t]) continue;
+                nbad[j] += !((fabsf(lp[t]) <= FLT_MAX) & (fabsf(ref[t]) <= FLT_MAX));
+                token_terms o = token_eval(lp[t], ref[t], nA, snA, p3, lo, hi, c, mode);
+                dl[j] += (double)o.l;
+                dk[j] += (double)-o.xc;
+                dr[j] += (double)o.r;
+            }
+        }
+        /* int32 lane counters: fold into int64 long before they could overflow */
+        if ((b0 / block) % (1 << 16) == (1 << 16) - 1) {
             for (int j = 0; j < O1P_LANES_F64; j++) {
                 ncl_row += ncl[j];
                 ndu_row += ndu[j];
@@ -196,9 +302,9 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
         ndu_row += ndu[j];
         nbad_row += nbad[j];
     }
-    st->loss = o1p_lanes_sum_f64(accl, O1P_LANES_F64);
-    st->kl = o1p_lanes_sum_f64(acck, O1P_LANES_F64);
-    st->rsum = o1p_lanes_sum_f64(accr, O1P_LANES_F64);
+    st->loss = o1p_lanes_sum_f64(dl, O1P_LANES_F64);
+    st->kl = o1p_lanes_sum_f64(dk, O1P_LANES_F64);
+    st->rsum = o1p_lanes_sum_f64(dr, O1P_LANES_F64);
     st->rmin = lo_r;
     st->rmax = hi_r;
     st->nclip = ncl_row;
@@ -206,17 +312,21 @@ O1P_INLINE void token_row_body(o1p_int T, const float *O1P_RESTRICT lp,
     st->nbad = nbad_row;
 }
 
-O1P_TARGET_CLONES
-static void token_row(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
-                      float snA, float p3, float lo, float hi, float c, int mode, float *g,
-                      row_stats *st) {
+O1P_INLINE int token_row_body(o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+                              float snA, float p3, float lo, float hi, float c, int mode, float *g,
+                              row_stats *st) {
     if (mode == MODE_DUAL)
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_DUAL, g, st);
     else if (mode == MODE_ZERO_ADV)
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_ZERO_ADV, g, st);
     else
-        token_row_body(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
+        token_row_inner(T, lp, ref, m, nA, snA, p3, lo, hi, c, MODE_PLAIN, g, st);
+    return 0;
 }
+
+O1P_DISPATCHED(int, token_row, (o1p_int T, const float *lp, const float *ref, const uint8_t *m, float nA,
+                      float snA, float p3, float lo, float hi, float c, int mode, float *g,
+                      row_stats *st), (T, lp, ref, m, nA, snA, p3, lo, hi, c, mode, g, st))
 
 /* Weight of row b's summed token loss in the aggregate. */
 static double token_scale(int aggregate, o1p_int B, o1p_int T, int64_t n_b, int64_t N) {
@@ -309,14 +419,13 @@ int ppo_clip_loss_forward_backward(const ppo_clip_config *cfg, o1p_int B, o1p_in
             const uint8_t *m = mask + b * T;
             float *g = grad + b * T;
             row_stats *st = &rows[b];
-            st->n = count_valid(T, m);
+            double sref;
+            double slp = row_sequence_sums(T, lp, ref_logp ? ref_logp + b * T : NULL, m, &sref, &st->n);
             st->scale = s;
             if (st->n == 0) { /* padding row: contributes nothing */
                 fill_masked(T, m, 0.0f, g);
                 continue;
             }
-            double slp = masked_sum(T, lp, m);
-            double sref = ref_logp ? masked_sum(T, ref_logp + b * T, m) : 0.0;
             if (!isfinite(slp) || !isfinite(sref)) { /* a non-finite valid entry */
                 st->nbad = 1;
                 fill_masked(T, m, 0.0f, g);
@@ -324,10 +433,10 @@ int ppo_clip_loss_forward_backward(const ppo_clip_config *cfg, o1p_int B, o1p_in
             }
             /* the public code: sum of token log-probs / number of valid tokens */
             double mlp = slp / (double)st->n;
-            double mref = ref_logp ? sref / (double)st->n : ref_seq[b];
+            double d = mlp - (ref_logp ? sref / (double)st->n : ref_seq[b]);
             double dl_dd, r, dc;
             int clipped, dclipped;
-            st->loss = sequence_elem(mlp - mref, advantages[b], lo, hi, c, dual ? cfg->dual_clip : 0.0,
+            st->loss = sequence_elem(d, advantages[b], lo, hi, c, dual ? cfg->dual_clip : 0.0,
                                      &dl_dd, &r, &dc, &clipped, &dclipped);
             st->kl = -dc;
             st->rsum = st->rmin = st->rmax = r;

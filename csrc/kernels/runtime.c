@@ -16,6 +16,8 @@
  * exist in the child), so a later set_num_threads reaches OpenBLAS. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -131,4 +133,54 @@ const char *o1p_simd_level(void) {
 #else
     return "baseline (target clones disabled in this build)";
 #endif
+}
+
+/* ---- hand-dispatched paths ------------------------------------------------ */
+
+static int cpu_path(void) {
+#if defined(O1P_HAVE_CLONES)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4")) return O1P_SIMD_V4;
+    if (__builtin_cpu_supports("x86-64-v3")) return O1P_SIMD_V3;
+#endif
+    return O1P_SIMD_BASE;
+}
+
+static atomic_int simd_path = -1; /* -1: not yet read */
+
+/* O1P_SIMD from the environment: a level, or -1 when unset or not understood
+ * (the CPU's level then; the Python layer warns about a bad value). */
+static int env_cap(void) {
+    const char *v = getenv("O1P_SIMD");
+    if (v == NULL || *v == 0) return -1;
+    if (!strcmp(v, "baseline") || !strcmp(v, "sse2")) return O1P_SIMD_BASE;
+    if (!strcmp(v, "x86-64-v3") || !strcmp(v, "avx2")) return O1P_SIMD_V3;
+    if (!strcmp(v, "x86-64-v4") || !strcmp(v, "avx512")) return O1P_SIMD_V4;
+    return -1;
+}
+
+int o1p_simd_path(void) {
+    int p = atomic_load_explicit(&simd_path, memory_order_relaxed);
+    if (p < 0) {
+        int cap = env_cap();
+        p = cpu_path();
+        if (cap >= 0 && cap < p) p = cap;
+        atomic_store_explicit(&simd_path, p, memory_order_relaxed);
+    }
+    return p;
+}
+
+int o1p_set_simd_cap(int level) {
+    int p = cpu_path();
+    if (level < p) p = level < O1P_SIMD_V3 ? O1P_SIMD_BASE : level < O1P_SIMD_V4 ? O1P_SIMD_V3 : O1P_SIMD_V4;
+    atomic_store_explicit(&simd_path, p, memory_order_relaxed);
+    return p;
+}
+
+const char *o1p_simd_path_name(int path) {
+    switch (path) {
+    case O1P_SIMD_V4: return "x86-64-v4 (AVX-512)";
+    case O1P_SIMD_V3: return "x86-64-v3 (AVX2+FMA)";
+    default: return "baseline (SSE2)";
+    }
 }

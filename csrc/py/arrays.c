@@ -228,6 +228,39 @@ static int byte_span(PyArrayObject *a, const char **lo, const char **hi) {
     return 1;
 }
 
+PyArrayObject *o1p_out_array(PyObject *obj, const char *name, int ndim, const npy_intp *shape) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a numpy.ndarray to write into, got %s", name,
+                     Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a float32 array, got dtype %s", name,
+                     PyArray_DESCR(a)->typeobj->tp_name);
+        return NULL;
+    }
+    int same = PyArray_NDIM(a) == ndim;
+    for (int k = 0; same && k < ndim; k++) same = PyArray_DIM(a, k) == shape[k];
+    if (!same) {
+        PyObject *want = PyArray_IntTupleFromIntp(ndim, (npy_intp *)shape);
+        PyObject *got = shape_of(a);
+        if (want && got) PyErr_Format(PyExc_ValueError, "%s: expected shape %R, got %R", name, want, got);
+        Py_XDECREF(got);
+        Py_XDECREF(want);
+        return NULL;
+    }
+    if (!PyArray_ISCARRAY(a) || !PyArray_ISNOTSWAPPED(a)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: must be C-contiguous, aligned, native-endian and writeable (it is "
+                     "written in place)",
+                     name);
+        return NULL;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
 int o1p_overlap(PyObject *a, PyObject *b) {
     const char *alo, *ahi, *blo, *bhi;
     if (a == NULL || b == NULL || !PyArray_Check(a) || !PyArray_Check(b)) return 0;

@@ -74,6 +74,13 @@ PyArrayObject *o1p_as_mask(PyObject *obj, const char *name, int ndim);
  * Returns its data, NULL with TypeError/ValueError naming it. */
 float *o1p_f32_buffer(PyObject *obj, const char *name, npy_intp size, int exact, int writable);
 
+/* A caller's output array written in place (out=, grad_*=): must be a
+ * float32 ndarray of exactly `shape`, C-contiguous, aligned, native-endian
+ * and writeable (no conversion: a copy would silently drop the result).
+ * Returns a new reference, or NULL with TypeError (not an ndarray, wrong
+ * dtype) or ValueError (shape, layout) naming it. */
+PyArrayObject *o1p_out_array(PyObject *obj, const char *name, int ndim, const npy_intp *shape);
+
 /* 1 when the memory spans of two ndarrays intersect (from their strides, so
  * views of any layout count; empty arrays never overlap). Objects that are
  * not ndarrays (lists, None) own no caller memory: 0. */

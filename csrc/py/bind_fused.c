@@ -160,43 +160,12 @@ fail:
     return result;
 }
 
-/* A gradient output: None -> new zeros of `shape`; else it must be a float32,
- * C-contiguous, aligned, native, writeable ndarray of that shape (it is
- * accumulated into in place). Returns a new reference. */
+/* A gradient output: None -> new zeros of `shape`; else the caller's array,
+ * checked by o1p_out_array (it is accumulated into in place). Returns a new
+ * reference. */
 static PyArrayObject *grad_output(PyObject *obj, const char *name, int ndim, npy_intp *shape) {
     if (obj == Py_None) return (PyArrayObject *)PyArray_ZEROS(ndim, shape, NPY_FLOAT32, 0);
-    if (!PyArray_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a numpy.ndarray to accumulate into, got %s", name,
-                     Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyArrayObject *a = (PyArrayObject *)obj;
-    if (PyArray_TYPE(a) != NPY_FLOAT32) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a float32 array, got dtype %s", name,
-                     PyArray_DESCR(a)->typeobj->tp_name);
-        return NULL;
-    }
-    PyObject *want = PyArray_IntTupleFromIntp(ndim, shape);
-    if (want == NULL) return NULL;
-    int same = PyArray_NDIM(a) == ndim;
-    for (int k = 0; same && k < ndim; k++) same = PyArray_DIM(a, k) == shape[k];
-    if (!same) {
-        PyObject *got = PyArray_IntTupleFromIntp(PyArray_NDIM(a), PyArray_DIMS(a));
-        PyErr_Format(PyExc_ValueError, "%s: expected shape %R, got %R", name, want, got);
-        Py_XDECREF(got);
-        Py_DECREF(want);
-        return NULL;
-    }
-    Py_DECREF(want);
-    if (!PyArray_ISCARRAY(a) || !PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: must be C-contiguous, aligned, native-endian and writeable (it is "
-                     "accumulated into in place)",
-                     name);
-        return NULL;
-    }
-    Py_INCREF(a);
-    return a;
+    return o1p_out_array(obj, name, ndim, shape);
 }
 
 /* The caller's outputs as they were before the kernel: a failing call puts

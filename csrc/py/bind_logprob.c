@@ -157,16 +157,22 @@ fail:
 
 static PyObject *py_token_logprobs_backward(PyObject *self, PyObject *args, PyObject *kwds) {
     (void)self;
-    static char *kwlist[] = {"logits",       "targets",     "lse",          "grad_logp",
-                             "grad_entropy", "temperature", "ignore_index", NULL};
+    static char *kwlist[] = {"logits",       "targets",     "lse",          "grad_logp", "grad_entropy",
+                             "temperature", "ignore_index", "out",          "accumulate", NULL};
     PyObject *logits_obj, *targets_obj, *lse_obj, *gl_obj, *ge_obj, *temp_obj, *ignore_obj;
+    PyObject *out_obj = Py_None;
+    int accumulate = 0;
     PyArrayObject *logits = NULL, *targets = NULL, *lse = NULL, *gl = NULL, *ge = NULL, *out = NULL;
     double temperature;
     int64_t ignore_index;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO:token_logprobs_backward", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO|Op:token_logprobs_backward", kwlist,
                                      &logits_obj, &targets_obj, &lse_obj, &gl_obj, &ge_obj, &temp_obj,
-                                     &ignore_obj))
+                                     &ignore_obj, &out_obj, &accumulate))
         return NULL;
+    if (accumulate && out_obj == Py_None) {
+        PyErr_SetString(PyExc_ValueError, "accumulate: needs out (the array to add the gradient to)");
+        return NULL;
+    }
     if (parse_temperature(temp_obj, &temperature) < 0 ||
         parse_ignore_index(ignore_obj, &ignore_index) < 0)
         return NULL;
@@ -180,8 +186,21 @@ static PyObject *py_token_logprobs_backward(PyObject *self, PyObject *args, PyOb
         if (ge == NULL) goto fail;
     }
     npy_intp N = PyArray_DIM(logits, 0), V = PyArray_DIM(logits, 1);
-    out = (PyArrayObject *)PyArray_EMPTY(2, PyArray_DIMS(logits), NPY_FLOAT32, 0);
-    if (out == NULL) goto fail;
+    if (out_obj == Py_None) {
+        out = (PyArrayObject *)PyArray_EMPTY(2, PyArray_DIMS(logits), NPY_FLOAT32, 0);
+        if (out == NULL) goto fail;
+    } else {
+        /* the caller's array, checked before anything is written: a failed
+         * check leaves it as it was; it must not overlap what is read */
+        out = o1p_out_array(out_obj, "out", 2, PyArray_DIMS(logits));
+        if (out == NULL) goto fail;
+        PyObject *ins[10] = {(PyObject *)logits, (PyObject *)targets, (PyObject *)lse, (PyObject *)gl,
+                             (PyObject *)ge, logits_obj, targets_obj, lse_obj, gl_obj, ge_obj};
+        const char *names[10] = {"logits", "targets", "lse", "grad_logp", "grad_entropy",
+                                 "logits", "targets", "lse", "grad_logp", "grad_entropy"};
+        for (int i = 0; i < 10; i++)
+            if (o1p_check_disjoint((PyObject *)out, "out", ins[i], names[i]) < 0) goto fail_out;
+    }
     const float *x = (const float *)PyArray_DATA(logits);
     const float *lp = (const float *)PyArray_DATA(lse);
     int st;
@@ -190,7 +209,7 @@ static PyObject *py_token_logprobs_backward(PyObject *self, PyObject *args, PyOb
                                                  ignore_index, temperature, lp,
                                                  (const float *)PyArray_DATA(gl),
                                                  ge ? (const float *)PyArray_DATA(ge) : NULL,
-                                                 (float *)PyArray_DATA(out), &bad));
+                                                 (float *)PyArray_DATA(out), accumulate, &bad));
     if (st == O1P_EVALUE) {
         if (!explain_bad_logits(x + bad * V, V, bad, temperature)) {
             char buf[32];
@@ -213,6 +232,9 @@ fail:
     Py_XDECREF(gl);
     Py_XDECREF(ge);
     return (PyObject *)out;
+fail_out:
+    Py_CLEAR(out);
+    goto fail;
 }
 
 PyMethodDef o1p_logprob_methods[] = {
@@ -223,7 +245,8 @@ PyMethodDef o1p_logprob_methods[] = {
     {"token_logprobs_backward", (PyCFunction)(void (*)(void))py_token_logprobs_backward,
      METH_VARARGS | METH_KEYWORDS,
      "token_logprobs_backward($module, /, logits, targets, lse, grad_logp, grad_entropy, "
-     "temperature, ignore_index)\n--\n\n"
-     "Gradient of token_logprobs with respect to the logits -> float32[N, V]."},
+     "temperature, ignore_index, out=None, accumulate=False)\n--\n\n"
+     "Gradient of token_logprobs with respect to the logits -> float32[N, V] (`out` when given, "
+     "overwritten or, with accumulate, added to)."},
     {NULL, NULL, 0, NULL},
 };

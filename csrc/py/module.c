@@ -5,6 +5,7 @@
 #include "arrays.h"
 #include "bind.h"
 #include "blas.h"
+#include "vmath.h"
 
 #ifndef O1P_BUILD_CFLAGS
 #define O1P_BUILD_CFLAGS "unknown"
@@ -49,9 +50,10 @@ static PyObject *py_build_info(PyObject *self, PyObject *noargs) {
 #endif
     const char *cfg = O1P_BLAS_CONFIG(), *core = O1P_BLAS_CORENAME();
     PyObject *d = Py_BuildValue(
-        "{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:N,s:i,s:i,s:s}", "blas", O1P_BUILD_BLAS, "blas_config",
+        "{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:N,s:i,s:i,s:s}", "blas", O1P_BUILD_BLAS, "blas_config",
         cfg ? cfg : "", "blas_corename", core ? core : "", "blas_threads", O1P_BLAS_GET_THREADS(),
-        "cflags", O1P_BUILD_CFLAGS, "variant", O1P_BUILD_VARIANT, "simd", o1p_simd_level(), "openmp",
+        "cflags", O1P_BUILD_CFLAGS, "variant", O1P_BUILD_VARIANT, "simd", o1p_simd_level(),
+        "simd_path", o1p_simd_path_name(o1p_simd_path()), "openmp",
         omp, "num_threads", o1p_get_num_threads(), "blas_int_bits", (int)(8 * sizeof(o1p_blasint)),
         "compiler", __VERSION__);
     return d;
@@ -94,7 +96,55 @@ fail:
     return (PyObject *)c;
 }
 
+/* _simd_path(level=None): the hand-dispatched path (o1p_simd_path) as its
+ * name; with a level ("baseline", "x86-64-v3", "x86-64-v4") caps it first.
+ * For tests that compare the paths in one process; not thread-safe against
+ * kernels running at the same time (they may use either path). */
+static PyObject *py_simd_path(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *level = NULL;
+    if (!PyArg_ParseTuple(args, "|z:_simd_path", &level)) return NULL;
+    if (level != NULL) {
+        int cap;
+        if (!strcmp(level, "baseline"))
+            cap = O1P_SIMD_BASE;
+        else if (!strcmp(level, "x86-64-v3"))
+            cap = O1P_SIMD_V3;
+        else if (!strcmp(level, "x86-64-v4"))
+            cap = O1P_SIMD_V4;
+        else {
+            PyErr_Format(PyExc_ValueError, "level: must be 'baseline', 'x86-64-v3' or 'x86-64-v4', got '%s'",
+                         level);
+            return NULL;
+        }
+        o1p_set_simd_cap(cap);
+    }
+    return PyUnicode_FromString(o1p_simd_path_name(o1p_simd_path()));
+}
+
+/* _expf_fast(x): o1p_expf_fast (vmath.h) element by element on a float32
+ * array, for the test of its error bound against float64; also returns the
+ * bound it documents. */
+static PyObject *py_expf_fast(PyObject *self, PyObject *arg) {
+    (void)self;
+    PyArrayObject *x = o1p_as_float(arg, "x", 1, NPY_FLOAT32, O1P_FLOAT_ONLY), *y = NULL;
+    if (x == NULL) return NULL;
+    y = (PyArrayObject *)PyArray_EMPTY(1, PyArray_DIMS(x), NPY_FLOAT32, 0);
+    if (y != NULL) {
+        const float *xp = (const float *)PyArray_DATA(x);
+        float *yp = (float *)PyArray_DATA(y);
+        for (npy_intp i = 0; i < PyArray_DIM(x, 0); i++) yp[i] = o1p_expf_fast(xp[i]);
+    }
+    Py_DECREF(x);
+    if (y == NULL) return NULL;
+    return Py_BuildValue("(Nd)", y, (double)O1P_EXPF_FAST_MAX_REL);
+}
+
 static PyMethodDef core_methods[] = {
+    {"_simd_path", py_simd_path, METH_VARARGS,
+     "_simd_path($module, level=None, /)\n--\n\nThe hand-dispatched SIMD path (capped at `level` if given)."},
+    {"_expf_fast", py_expf_fast, METH_O,
+     "_expf_fast($module, x, /)\n--\n\n(exp of float32 x by the softmax-sum exp, its documented max relative error)."},
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads($module, n, /)\n--\n\nThreads used by o1pruner's kernels and by BLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads($module, /)\n--\n\nThreads o1pruner's kernels use (an int)."},

@@ -24,6 +24,8 @@ Needs ``pip install 'o1pruner[torch]'``.
 
 from __future__ import annotations
 
+import sys
+import threading
 from typing import Optional, Tuple, Union
 
 import numpy as np
@@ -35,7 +37,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 import o1pruner as _o1p
 
-__all__ = ["token_logprobs", "fused_linear_logprobs", "ppo_clip_loss", "dpo_loss", "as_numpy"]
+__all__ = ["token_logprobs", "fused_linear_logprobs", "ppo_clip_loss", "dpo_loss", "as_numpy", "release_workspace"]
 
 
 def as_numpy(t, name: str, *, grad_ok: bool = True) -> np.ndarray:
@@ -78,6 +80,46 @@ def _grad(g) -> Optional[np.ndarray]:
 
 # ---- token log-probs from logits -------------------------------------------------
 
+class _GradWorkspace:
+    """The N x V float32 gradient buffer of the logits' backward, reused
+    across calls: a new array of that size (1.2 GB at N = 2048, V = 151936)
+    costs a first touch of every page each call, more than the kernel itself.
+
+    The buffer is handed to autograd as ``torch.from_numpy(buf)``, and that
+    tensor holds a reference to the NumPy array until it is freed. So the
+    buffer is free again exactly when its reference count is back to ours:
+    checked, and claimed, under a lock. While anything still holds the last
+    gradient (autograd storing it as a leaf's ``.grad``, a hook keeping it),
+    the next call gets a new buffer, so no gradient is ever overwritten."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._buf: Optional[np.ndarray] = None
+
+    def take(self, shape) -> Tuple[np.ndarray, "torch.Tensor"]:
+        with self._lock:
+            buf = self._buf
+            # references when free: self._buf, `buf`, getrefcount's argument
+            if buf is None or buf.shape != tuple(shape) or sys.getrefcount(buf) > 3:
+                buf = np.empty(shape, np.float32)
+                self._buf = buf
+            return buf, torch.from_numpy(buf)  # the tensor claims it
+
+    def release(self) -> None:
+        with self._lock:
+            self._buf = None
+
+
+_WORKSPACE = _GradWorkspace()
+
+
+def release_workspace() -> None:
+    """Drop the logits-gradient buffer that :func:`token_logprobs`'s backward
+    keeps between calls (its memory returns once no gradient tensor still
+    uses it)."""
+    _WORKSPACE.release()
+
+
 class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, targets, temperature, ignore_index):
@@ -96,9 +138,14 @@ class _TokenLogprobs(torch.autograd.Function):
             return None, None, None, None
         logits, targets, lse = ctx.saved_tensors
         gl = _grad(g_logp) if g_logp is not None else np.zeros(targets.shape[0], dtype=np.float32)
-        d = _need("token_logprobs_backward")(as_numpy(logits, "logits"), targets.numpy(), lse.numpy(), gl,
-                                            _grad(g_entropy), ctx.temperature, ctx.ignore_index)
-        return _tensor(d, logits), None, None, None
+        z = as_numpy(logits, "logits")
+        if logits.dtype == torch.float32:  # the gradient goes back as it is: reuse the buffer
+            buf, grad = _WORKSPACE.take(z.shape)
+        else:  # cast to the logits' dtype anyway: a fresh float32 array is only a temporary
+            buf, grad = None, None
+        d = _need("token_logprobs_backward")(z, targets.numpy(), lse.numpy(), gl, _grad(g_entropy),
+                                            ctx.temperature, ctx.ignore_index, out=buf)
+        return (grad if grad is not None else _tensor(d, logits)), None, None, None
 
 
 def token_logprobs(logits, targets, temperature: float = 1.0,

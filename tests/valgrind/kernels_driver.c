@@ -91,7 +91,8 @@ static void logprob(o1p_int N, o1p_int V) {
     if (N) t[0] = -100;
     o1p_int bad = -1;
     CHECK(logprob_forward(N, V, x, t, -100, 0.7, lp, ent, lse, &bad));
-    CHECK(logprob_backward(N, V, x, t, -100, 0.7, lse, g, ge, dx, &bad));
+    CHECK(logprob_backward(N, V, x, t, -100, 0.7, lse, g, ge, dx, 0, &bad));
+    CHECK(logprob_backward(N, V, x, t, -100, 0.7, lse, g, ge, dx, 1, &bad));
     printf("logprob N=%lld V=%lld sum=%.6g\n", (long long)N, (long long)V, sumf(lp, N) + sumf(dx, N * V));
     free(x), free(lp), free(ent), free(lse), free(g), free(ge), free(dx), free(t);
 }

@@ -16,7 +16,7 @@ import pytest
 import o1pruner
 from o1pruner import _core
 
-from helpers import assert_close
+from helpers import assert_close, child_python
 
 LEVELS = ["baseline", "x86-64-v3", "x86-64-v4"]
 
@@ -104,8 +104,10 @@ def test_token_logprobs_paths_agree(rng, paths, with_entropy):
 
 
 def run_child(code, **env):
-    e = dict(os.environ, **env)
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=120)
+    # the child imports the same o1pruner as this process, outside the source
+    # tree (which has no compiled _core after a non-editable install)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          **child_python(env=dict(os.environ, **env)))
 
 
 def test_env_var_caps_the_path():

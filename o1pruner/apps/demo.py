@@ -337,6 +337,85 @@ def format_levels(results: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+# ---- stages (shared by the demo and the study, o1pruner.apps.study) ------------------------
+
+def presample_stage(out: str, s: "DemoSettings", ref, train_problems, tok, *, progress: bool = True,
+                    log: Callable[[str], None] = print):
+    """Step 1: `s.k` samples of each training problem from the reference
+    (``out/samples.jsonl``, resumable). Returns (records, {"accuracy",
+    "mean_length", "seconds", "resumed"}); fails when no sample is
+    correct (no accuracy signal, no SFT data)."""
+    from ..pipeline import presample
+
+    t = time.perf_counter()
+    samples_path = os.path.join(out, "samples.jsonl")
+    found = _count_records(samples_path)
+    gen = TinyLMGenerator(ref, tok, max_new_tokens=s.max_new_tokens)
+    samples = presample(gen, train_problems, s.k, tokenizer=tok, template=DEMO_TEMPLATE,
+                        out=samples_path, batch_size=max(1, 512 // s.k), seed=s.seed,
+                        generate_kwargs={"temperature": s.temperature, "top_p": s.top_p}, save_token_ids=True,
+                        progress=progress)
+    seconds = time.perf_counter() - t
+    acc = float(np.mean([r["correct"] for r in samples]))
+    mlen = float(np.mean([r["length"] for r in samples]))
+    if found:
+        log(f"resumed: pre-sampling found in {samples_path}, {min(found, len(samples))} samples"
+            + (f" ({len(samples) - min(found, len(samples))} drawn now)" if len(samples) > found else " (nothing left to draw)"))
+    if acc == 0:
+        raise RuntimeError(
+            f"pre-sampling: the reference model solved none of its {len(samples)} samples, so the accuracy term of "
+            "the weights is constant and the SFT-shortest baseline has no data; the samples are kept in "
+            f"{samples_path}. Use a stronger reference (--reference), or more problems and samples "
+            "(--set n_train=..., --set k=...)")
+    log(f"pre-sampled {len(samples)} solutions of {len(train_problems)} problems in {seconds:.0f} s: "
+        f"accuracy {100 * acc:.1f}%, mean length {mlen:.1f}")
+    return samples, {"accuracy": acc, "mean_length": mlen, "seconds": seconds, "resumed": bool(found)}
+
+
+def matched_config(cfg: TrainConfig, n_units: int, target_steps: int) -> TrainConfig:
+    """`cfg` with the whole number of epochs (>= 1) over `n_units` samples
+    (or pairs) whose step count is nearest to `target_steps`
+    (``match_steps``: the baselines train as many steps as O1-Pruner)."""
+    per_epoch = max(1, -(-n_units // cfg.batch_size))
+    return dataclasses.replace(cfg, epochs=max(1, int(round(target_steps / per_epoch))))
+
+
+def train_stage(ref, data, tok, cfg: TrainConfig, out_dir: str, *, progress: bool = True):
+    """Fine-tune a copy of the reference on `data` (resumes from a
+    checkpoint in `out_dir`). Returns (trainer, history, seconds)."""
+    t = time.perf_counter()
+    tr = Trainer(copy_model(ref), data, tok, cfg, out_dir=out_dir, progress=progress)
+    hist = tr.train()
+    return tr, hist, time.perf_counter() - t
+
+
+def evaluate_stage(model, name: str, eval_problems, s: "DemoSettings", tok, *, progress: bool = True):
+    """Greedy evaluation of `model` on the evaluation problems (EvalResult;
+    its ``seconds`` is the wall time)."""
+    from ..pipeline import evaluate
+
+    g = TinyLMGenerator(model, tok, max_new_tokens=s.max_new_tokens)
+    return evaluate(g, eval_problems, name=name, tokenizer=tok, template=DEMO_TEMPLATE, batch_size=512,
+                    generate_kwargs={"temperature": 0.0}, seed=s.seed, progress=progress)
+
+
+def compared_entry(ref_res, res, row: Dict[str, Any], task) -> Dict[str, Any]:
+    """A fine-tuned model's entry of results.json: accuracy, length, their
+    changes and AES (`row`, from :func:`comparison_rows`), and per level
+    the changes and the checks written."""
+    from ..pipeline import compare_buckets
+
+    lv = [{"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "mean_length": b["mean_length"],
+           "delta_length": b["delta_length"], "delta_accuracy": b["delta_accuracy"]}
+          for b in compare_buckets(ref_res, res)]
+    return _model_entry(res, row, lv, passes=_passes(res, task))
+
+
+def reference_entry(ref_res, task) -> Dict[str, Any]:
+    """The reference's entry of results.json."""
+    return _model_entry(ref_res, passes=_passes(ref_res, task))
+
+
 # ---- the demo ----------------------------------------------------------------------------
 
 def _check_settings(s: "DemoSettings") -> None:
@@ -419,8 +498,8 @@ def run_demo(
     dict
         The content of results.json.
     """
-    from ..pipeline import compare_buckets, difficulty_report, evaluate
-    from ..pipeline import build_dataset, dpo_pairs, presample, sft_shortest_dataset
+    from ..pipeline import difficulty_report
+    from ..pipeline import build_dataset, dpo_pairs, sft_shortest_dataset
     from ..tasks import CharTokenizer, default_eval_split, get_task
     from .._config import get_num_threads
 
@@ -451,28 +530,9 @@ def run_demo(
     stage["load"] = time.perf_counter() - t
 
     # step 1: pre-sampling
-    t = time.perf_counter()
-    samples_path = os.path.join(out, "samples.jsonl")
-    found = _count_records(samples_path)
-    gen = TinyLMGenerator(ref, tok, max_new_tokens=s.max_new_tokens)
-    samples = presample(gen, train_problems, s.k, tokenizer=tok, template=DEMO_TEMPLATE,
-                        out=samples_path, batch_size=max(1, 512 // s.k), seed=s.seed,
-                        generate_kwargs={"temperature": s.temperature, "top_p": s.top_p}, save_token_ids=True,
-                        progress=progress)
-    stage["presample"] = time.perf_counter() - t
-    acc = float(np.mean([r["correct"] for r in samples]))
-    mlen = float(np.mean([r["length"] for r in samples]))
-    if found:
-        log(f"resumed: pre-sampling found in {samples_path}, {min(found, len(samples))} samples"
-            + (f" ({len(samples) - min(found, len(samples))} drawn now)" if len(samples) > found else " (nothing left to draw)"))
-    if acc == 0:
-        raise RuntimeError(
-            f"pre-sampling: the reference model solved none of its {len(samples)} samples, so the accuracy term of "
-            "the weights is constant and the SFT-shortest baseline has no data; the samples are kept in "
-            f"{samples_path}. Use a stronger reference (--reference), or more problems and samples "
-            "(--set n_train=..., --set k=...)")
-    log(f"pre-sampled {len(samples)} solutions of {s.n_train} problems in {stage['presample']:.0f} s: "
-        f"accuracy {100 * acc:.1f}%, mean length {mlen:.1f}")
+    samples, pre = presample_stage(out, s, ref, train_problems, tok, progress=progress, log=log)
+    stage["presample"] = pre["seconds"]
+    acc, mlen = pre["accuracy"], pre["mean_length"]
 
     # step 2: the weighted dataset and the baseline's
     t = time.perf_counter()
@@ -492,14 +552,9 @@ def run_demo(
     target_steps = None
     for name, data, cfg in (("o1pruner", ds, s.o1pruner), ("sft_shortest", sft_ds, s.sft), ("dpo", dpo_ds, s.dpo)):
         if s.match_steps and target_steps is not None:
-            n_units = len(data)
-            per_epoch = max(1, -(-n_units // cfg.batch_size))
-            cfg = dataclasses.replace(cfg, epochs=max(1, int(round(target_steps / per_epoch))))
-        t = time.perf_counter()
-        m = copy_model(ref)
-        tr = Trainer(m, data, tok, cfg, out_dir=os.path.join(out, name), progress=progress)
-        hist = tr.train()
-        stage[f"train_{name}"] = time.perf_counter() - t
+            cfg = matched_config(cfg, len(data), target_steps)
+        tr, hist, secs = train_stage(ref, data, tok, cfg, os.path.join(out, name), progress=progress)
+        stage[f"train_{name}"] = secs
         if tr.resumed_step is not None:
             log(f"resumed: training of {name} found a checkpoint in {os.path.join(out, name)} at step "
                 f"{tr.resumed_step} of {tr.total_steps}")
@@ -516,23 +571,17 @@ def run_demo(
     evals = {}
     for name, model in (("reference", ref), ("sft_shortest", models["sft_shortest"]), ("dpo", models["dpo"]),
                         ("o1pruner", models["o1pruner"])):
-        t = time.perf_counter()
-        g = TinyLMGenerator(model, tok, max_new_tokens=s.max_new_tokens)
-        res = evaluate(g, eval_problems, name=name, tokenizer=tok, template=DEMO_TEMPLATE, batch_size=512,
-                       generate_kwargs={"temperature": 0.0}, seed=s.seed, progress=progress)
-        stage[f"eval_{name}"] = time.perf_counter() - t
+        res = evaluate_stage(model, name, eval_problems, s, tok, progress=progress)
+        stage[f"eval_{name}"] = res.seconds
         evals[name] = res
         _io.write_jsonl(os.path.join(out, f"eval_{name}.jsonl"),
                         [{k: v for k, v in r.items()} for r in res.samples])
-    rows = _comparison_rows(evals, s.seed)
+    rows = comparison_rows(evals["reference"], {k: evals[k] for k in ("sft_shortest", "dpo", "o1pruner")}, s.seed)
     results: Dict[str, Any] = {
-        "reference": _model_entry(evals["reference"], passes=_passes(evals["reference"], task)),
+        "reference": reference_entry(evals["reference"], task),
     }
     for name in ("sft_shortest", "dpo", "o1pruner"):
-        buckets = compare_buckets(evals["reference"], evals[name])
-        lv = [{"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "mean_length": b["mean_length"],
-               "delta_length": b["delta_length"], "delta_accuracy": b["delta_accuracy"]} for b in buckets]
-        results[name] = _model_entry(evals[name], rows[name], lv, passes=_passes(evals[name], task))
+        results[name] = compared_entry(evals["reference"], evals[name], rows[name], task)
     o1 = results["o1pruner"]
     results.update(delta_length=o1["delta_length"], delta_accuracy=o1["delta_accuracy"], aes=o1["aes"])
     results["presample"] = {"samples": len(samples), "accuracy": acc, "mean_length": mlen,
@@ -583,18 +632,15 @@ def _count_records(path: str) -> int:
         return 0  # presample reports what is wrong with it
 
 
-def _comparison_rows(evals, seed) -> Dict[str, Dict[str, Any]]:
-    """compare() rows of the two fine-tuned models; when the reference has
-    accuracy 0 (AES undefined) the deltas are still given and AES is NaN."""
+def comparison_rows(ref, new: Dict[str, Any], seed: int) -> Dict[str, Dict[str, Any]]:
+    """compare() rows of fine-tuned models ({name: EvalResult}) against the
+    reference's EvalResult; when the reference has accuracy 0 (AES
+    undefined) the deltas are still given and AES is NaN."""
     from ..pipeline import compare
 
-    ref = evals["reference"]
-    new = {"sft_shortest": evals["sft_shortest"], "dpo": evals["dpo"], "o1pruner": evals["o1pruner"]}
     if ref.accuracy > 0:
         return {r["model"]: r for r in compare(ref, new, seed=seed, as_pandas=False).rows}
     nan2 = (float("nan"), float("nan"))
     return {k: {"model": k, "delta_length": (v.mean_length - ref.mean_length) / ref.mean_length,
                 "delta_accuracy": v.accuracy - ref.accuracy, "aes": float("nan"), "delta_length_ci": nan2,
                 "delta_accuracy_ci": nan2, "aes_ci": nan2} for k, v in new.items()}
-
-

@@ -139,19 +139,23 @@ def _select_arms(all_arms: List[StudyArm], names) -> List[StudyArm]:
 
 # ---- one seed ---------------------------------------------------------------------------------
 
-def _arm_data(arm: StudyArm, samples, s: DemoSettings, arm_dir: str):
+def _arm_data(arm: StudyArm, samples, s: DemoSettings, arm_dir: Optional[str]):
+    """The arm's training data (written to ``arm_dir/train.jsonl`` unless
+    `arm_dir` is None) and its TrainConfig before step matching."""
     from ..pipeline import build_dataset, dpo_pairs, sft_shortest_dataset
 
+    path = None if arm_dir is None else os.path.join(arm_dir, "train.jsonl")
     if arm.method == "sft_shortest":
         ds = sft_shortest_dataset(samples, n=s.sft_n)
-        ds.to_jsonl(os.path.join(arm_dir, "train.jsonl"))
+        if path is not None:
+            ds.to_jsonl(path)
         return ds, s.sft
     if arm.method == "dpo":
-        return dpo_pairs(samples, n=s.dpo_n, out=os.path.join(arm_dir, "train.jsonl")), s.dpo
+        return dpo_pairs(samples, n=s.dpo_n, out=path), s.dpo
     m = s.samples_per_problem if arm.samples_per_problem == "demo" else arm.samples_per_problem
     lam = s.lam if arm.lam is None else arm.lam
     ds = build_dataset(samples, lam=lam, samples_per_problem=m, seed=s.seed, normalize=s.normalize,
-                       out=os.path.join(arm_dir, "train.jsonl"))
+                       out=path)
     cfg = dataclasses.replace(s.o1pruner, lam="auto") if arm.auto else s.o1pruner
     return ds, cfg
 
@@ -233,8 +237,7 @@ def _run_seed(out: str, seed: int, base: DemoSettings, arms: List[StudyArm], ref
 
     # the baselines' (and m = 2's) step count: that of the demo's O1-Pruner arm
     demo = next(a for a in study_arms([], s.lam) if a.name == _lam_name(s.lam))
-    n_demo = len(_arm_data(demo, samples, s, os.path.join(seed_dir, "_target"))[0])
-    shutil.rmtree(os.path.join(seed_dir, "_target"), ignore_errors=True)
+    n_demo = len(_arm_data(demo, samples, s, None)[0])
     target_steps = -(-n_demo // s.o1pruner.batch_size) * s.o1pruner.epochs
 
     for arm in todo:

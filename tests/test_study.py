@@ -20,10 +20,10 @@ from o1pruner.pipeline import paired_t_interval, t_interval, t_quantile
 
 def tiny_settings(**kw):
     q = DemoSettings.quick()
-    return study_settings(quick=True, n_train=10, k=2, n_eval=10, max_new_tokens=160,
-                          o1pruner=dataclasses.replace(q.o1pruner, batch_size=8),
-                          sft=dataclasses.replace(q.sft, batch_size=8), dpo=dataclasses.replace(q.dpo, batch_size=8),
-                          **kw)
+    tiny = dict(n_train=10, k=2, n_eval=10, max_new_tokens=160, o1pruner=dataclasses.replace(q.o1pruner, batch_size=8),
+                sft=dataclasses.replace(q.sft, batch_size=8), dpo=dataclasses.replace(q.dpo, batch_size=8))
+    tiny.update(kw)
+    return study_settings(quick=True, **tiny)
 
 
 # ---- statistics -----------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def test_study_end_to_end_and_resume(tmp_path, monkeypatch):
 def test_reference_read_back_matches(tmp_path):
     """The stored reference outputs give back the same EvalResult (the
     comparisons of a resumed seed use it)."""
-    from o1pruner.apps.demo import _load_reference, evaluate_stage, task_problems
+    from o1pruner.apps.demo import load_reference_model, evaluate_stage, task_problems
     from o1pruner.data import write_jsonl
     from o1pruner.pipeline import evaluate_samples
     from o1pruner.tasks import CharTokenizer, get_task
@@ -196,7 +196,7 @@ def test_reference_read_back_matches(tmp_path):
     s = tiny_settings()
     task, tok = get_task("addition"), CharTokenizer()
     probs = task_problems(task, 10, "test", 0)
-    res = evaluate_stage(_load_reference(None), "reference", probs, s, tok, progress=False)
+    res = evaluate_stage(load_reference_model(None), "reference", probs, s, tok, progress=False)
     write_jsonl(tmp_path / "e.jsonl", res.samples)
     back = evaluate_samples(tmp_path / "e.jsonl", name="reference", seed=0)
     assert back.accuracy == res.accuracy and back.mean_length == res.mean_length

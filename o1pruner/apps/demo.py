@@ -18,7 +18,7 @@ import numpy as np
 from .. import data as _io
 from .._atomic import PathLike
 from ..train import TrainConfig
-from .stages import (DEMO_TEMPLATE, _load_reference, comparison_rows, compared_entry, copy_model,
+from .stages import (DEMO_TEMPLATE, load_reference_model, comparison_rows, compared_entry, copy_model,
                      evaluate_stage, matched_config, presample_stage, reference_entry, task_problems, train_stage)
 
 __all__ = ["DemoSettings", "run_demo", "format_table", "copy_model", "task_problems", "non_default_options",
@@ -275,7 +275,7 @@ def format_levels(results: Dict[str, Any]) -> str:
 
 # ---- the demo ----------------------------------------------------------------------------
 
-def _check_settings(s: "DemoSettings") -> None:
+def check_settings(s: "DemoSettings") -> None:
     """Bad demo settings fail at once, naming the setting (not minutes later)."""
     for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n", "dpo_n"):
         v = getattr(s, name)
@@ -361,7 +361,7 @@ def run_demo(
     from .._config import get_num_threads
 
     s = settings or DemoSettings.full()
-    _check_settings(s)
+    check_settings(s)
     if plots:
         # an optional need fails now, not after the long work
         from .plots import require_matplotlib
@@ -376,7 +376,7 @@ def run_demo(
     eval_split = s.eval_split or default_eval_split(task)
 
     t = time.perf_counter()
-    ref = _load_reference(reference, s.task)
+    ref = load_reference_model(reference, s.task)
     log(f"reference: {ref!r}")
     nondefault = non_default_options(s)
     if nondefault:

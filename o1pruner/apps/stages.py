@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .demo import DemoSettings
 
 __all__ = ["DEMO_TEMPLATE", "copy_model", "presample_stage", "matched_config", "train_stage", "evaluate_stage",
-           "compared_entry", "reference_entry", "comparison_rows", "task_problems"]
+           "compared_entry", "reference_entry", "comparison_rows", "task_problems", "load_reference_model"]
 
 
 #: The built-in task's prompt (``o1pruner.tasks.PROMPT_TEMPLATE``) in the
@@ -46,7 +46,7 @@ def task_problems(task, n: int, split: str, seed: int, levels=None) -> List[Dict
             for i, p in enumerate(task.problems(n, split=split, seed=seed, levels=levels))]
 
 
-def _load_reference(reference, task: str = "addition"):
+def load_reference_model(reference, task: str = "addition"):
     from ..models import TinyLM
 
     if reference is None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import data as _io
 from .._atomic import PathLike, atomic_write
-from .demo import (DEMO_LAM, DemoSettings, _check_settings, _load_reference, compared_entry, comparison_rows,
+from .demo import (DEMO_LAM, DemoSettings, check_settings, load_reference_model, compared_entry, comparison_rows,
                    evaluate_stage, matched_config, presample_stage, reference_entry, task_problems, train_stage)
 
 from .study_report import format_report, summarise_study
@@ -328,7 +328,7 @@ def run_study(
     base = study_settings(quick, split) if settings is None else dataclasses.replace(settings, eval_split=split)
     if not isinstance(base, DemoSettings):
         raise TypeError(f"settings: must be a DemoSettings, got {type(base).__name__}")
-    _check_settings(base)
+    check_settings(base)
     all_arms = study_arms(lams, base.lam)
     chosen = _select_arms(all_arms, arms)
     demo_arm = _lam_name(base.lam)
@@ -343,7 +343,7 @@ def run_study(
     t0 = time.perf_counter()
     tok = CharTokenizer()
     task = get_task(base.task)
-    ref = _load_reference(reference, base.task)
+    ref = load_reference_model(reference, base.task)
     prog = _Progress(len(seeds) * (len(chosen) + 1), 0, log)
     log(f"study: {len(seeds)} seeds x {len(chosen)} arms + the reference, {split} split, in {out}")
     for seed in seeds:

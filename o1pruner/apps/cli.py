@@ -21,7 +21,8 @@ import sys
 import warnings
 from typing import Any, List, Optional, Tuple
 
-from .commands import CLIError, cmd_build, cmd_demo, cmd_evaluate, cmd_info, cmd_presample, cmd_problems, cmd_train
+from .commands import (CLIError, cmd_build, cmd_demo, cmd_evaluate, cmd_info, cmd_presample, cmd_problems,
+                       cmd_study, cmd_train)
 
 
 
@@ -101,6 +102,52 @@ def _lam_arg(v: str):
 # ---- demo ----------------------------------------------------------------------------------
 
 
+# ---- study ---------------------------------------------------------------------------------------
+
+def _seeds_arg(v: str) -> List[int]:
+    """``0,1,2`` or ``0-4`` (inclusive), or a mix (``0-2,7``)."""
+    out: List[int] = []
+    try:
+        for part in v.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 or 0-4, got {v!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one seed, like 0,1,2 or 0-4, got {v!r}")
+    if any(x < 0 for x in out):
+        raise argparse.ArgumentTypeError(f"seeds must be >= 0, got {v!r}")
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"a seed is repeated in {v!r}")
+    return out
+
+
+def _lams_arg(v: str) -> List[float]:
+    try:
+        out = [float(x) for x in v.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected lambdas like 0,0.5,1,2,5, got {v!r}") from None
+    if not out or any(not (x >= 0 and x != float("inf")) for x in out):
+        raise argparse.ArgumentTypeError(f"expected finite lambdas >= 0 like 0,0.5,1,2,5, got {v!r}")
+    return out
+
+
+def _names_arg(v: str) -> List[str]:
+    out = [x.strip() for x in v.split(",") if x.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected arm names separated by commas, got {v!r}")
+    return out
+
+
 # ---- problems ---------------------------------------------------------------------------------
 
 def _levels_arg(v: str) -> List[int]:
@@ -156,6 +203,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars or messages, only the tables")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "study", help="the demo over seeds with a lambda ablation, m = 2, lambda = auto and the baselines: "
+                      "study.json, report.md, plots",
+        description="The study behind the demo's headline. For each seed: pre-sample the task's reference once "
+                    "(the demo's settings: K = 8, T = 0.6, top-p 0.9), evaluate the reference once, then train and "
+                    "evaluate, all from the same samples, the arms: O1-Pruner at each lambda of --lams (the "
+                    "demo's lambda, 5, is always one), O1-Pruner with m = 2 samples per problem and with "
+                    "lambda = auto (both at the demo's lambda), SFT-shortest and DPO. The baselines and m = 2 "
+                    "train as many optimizer steps as the demo's O1-Pruner arm; everything else is the demo's "
+                    "full settings (o1pruner demo --help). Each arm's result is written atomically to "
+                    "OUT/seed{S}/{arm}/result.json and skipped when present, so rerunning the same command "
+                    "after an interruption resumes (pre-sampling resumes too). Then OUT/study.json (every arm x "
+                    "seed), OUT/report.md (per arm: mean over seeds with a 95% Student-t interval across seeds "
+                    "for length change, accuracy change and AES; paired AES differences within seeds, O1-Pruner "
+                    "minus SFT-shortest and minus DPO; the lambda curve; the per-level cut; a computed checklist "
+                    "of issue 16's criteria, each met or not met with its numbers) and PNG plots (accuracy vs "
+                    "length per arm, per-level cut, lambda curve). One line per finished arm with the elapsed "
+                    "time and an ETA. Time on 2 cores: the full study about 85 min (estimated from the demo's stage timings), --quick "
+                    "1.5-3.5 min.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings for tests and CI: seeds 0,1, 30 train problems x K = 4, 50 evaluation "
+                        "problems, lambdas 0 and 5 (the numbers are noise)")
+    p.add_argument("--out", default="study_out", metavar="DIR", help="output folder (default study_out)")
+    p.add_argument("--seeds", type=_seeds_arg, metavar="LIST",
+                   help="seeds, e.g. 0,1,2,3,4 or 0-4 (default 0-4; --quick: 0,1); the issue's criteria ask for >= 5")
+    p.add_argument("--split", default="test", choices=["test", "validation"],
+                   help="evaluation split: test (to report, default) or validation (to choose settings on)")
+    p.add_argument("--lams", type=_lams_arg, metavar="LIST",
+                   help="lambdas of the ablation (default 0,0.5,1,2,5; --quick: 0,5); the demo's is always added")
+    p.add_argument("--arms", type=_names_arg, metavar="LIST",
+                   help="run only these arms: o1pruner_lam<X> (one per lambda, e.g. o1pruner_lam0.5), o1pruner_m2, "
+                        "o1pruner_auto, sft_shortest, dpo (default: all)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override one demo setting for every arm, as in 'o1pruner demo --set' (e.g. --set n_eval=300, "
+                        "--set o1pruner.lr=2e-4); applied after --quick")
+    p.add_argument("--reference", metavar="DIR", help="a TinyLM checkpoint folder to use as the reference (default: the shipped model)")
+    p.add_argument("--threads", type=_positive_int, help="threads of the C core, >= 1 (default: all cores)")
+    p.add_argument("--keep-models", action="store_true",
+                   help="keep each arm's final model (OUT/seed{S}/{arm}/train/model, 11 MB each; default: results only)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the summary at the end")
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser(
         "problems", help="write problems of the built-in task as JSONL (input of presample and evaluate)",
@@ -308,7 +399,7 @@ _OUTPUT_FILES = {
     "evaluate": (("--json", "json"), ("--outputs", "outputs")),
     "problems": (("--out", "out"),),
 }
-_OUTPUT_DIRS = {"train": (("--out", "out"),), "demo": (("--out", "out"),)}
+_OUTPUT_DIRS = {"train": (("--out", "out"),), "demo": (("--out", "out"),), "study": (("--out", "out"),)}
 
 
 def _flagged(args: argparse.Namespace, table) -> List[Tuple[str, str]]:

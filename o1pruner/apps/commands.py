@@ -337,6 +337,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from .. import set_num_threads
+    from .study import run_study, study_settings
+
+    if args.threads is not None:
+        set_num_threads(args.threads)
+    settings = _apply_settings(study_settings(args.quick, args.split), args.set or [])
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    st = run_study(args.out, args.seeds, split=args.split, quick=args.quick, lams=args.lams, arms=args.arms,
+                   settings=settings, reference=args.reference, plots=not args.no_plots, keep_models=args.keep_models,
+                   log=log)
+    met = [it for it in st["checklist"] if it["met"]]
+    print(f"study of {len(st['seeds'])} seeds x {len(st['arms'])} arms ({st['split']} split): "
+          f"{len(met)} of {len(st['checklist'])} criteria met; "
+          f"{os.path.join(args.out, 'report.md')}, {os.path.join(args.out, 'study.json')}"
+          + ("" if args.no_plots else ", plots: " + ", ".join(st.get("plots", []))))
+    print(f"total {st['timing']['seconds_this_run']:.0f} s")
+    return 0
+
+
 def cmd_problems(args: argparse.Namespace) -> int:
     from .demo import task_problems
     from ..data import write_jsonl

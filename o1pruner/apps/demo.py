@@ -17,17 +17,14 @@ import numpy as np
 
 from .. import data as _io
 from .._atomic import PathLike
-from ..models.generator import TinyLMGenerator
-from ..train import TrainConfig, Trainer
+from ..train import TrainConfig
+from .stages import (DEMO_TEMPLATE, load_reference_model, comparison_rows, compared_entry, copy_model,
+                     evaluate_stage, matched_config, presample_stage, reference_entry, task_problems, train_stage)
 
 __all__ = ["DemoSettings", "run_demo", "format_table", "copy_model", "task_problems", "non_default_options",
            "DEMO_TEMPLATE"]
 
 
-#: The built-in task's prompt (``o1pruner.tasks.PROMPT_TEMPLATE``) in the
-#: pipeline's ``{problem}`` form: the same prompt for sampling, training and
-#: evaluation.
-DEMO_TEMPLATE = "Q:{problem}\n"
 
 #: The demo's settings, each chosen on the addition task's validation split
 #: (750 problems; benchmarks/feasibility.md, "Issue 15: the demo's settings",
@@ -214,67 +211,6 @@ def non_default_options(settings: "DemoSettings") -> List[str]:
             out.append(f"{name}={mine.get(name)!r} (default: {default!r})")
     return out
 
-def copy_model(model):
-    """An independent copy of a TinyLM (parameters only, fresh optimizer)."""
-    from ..models import TinyLM
-
-    m = TinyLM(model.config, seed=None)
-    m.load_state_dict(model.state_dict())
-    return m
-
-
-def task_problems(task, n: int, split: str, seed: int, levels=None) -> List[Dict[str, Any]]:
-    """Problems of a built-in task as pipeline records
-    (``problem_id``, ``problem``, ``ground_truth_answer``, ``difficulty``);
-    `levels` (1-based, default all) as in ``ArithmeticTask.problems``."""
-    return [{"problem_id": f"{split}-{i}", "problem": p.expr, "ground_truth_answer": str(p.answer), "difficulty": p.level}
-            for i, p in enumerate(task.problems(n, split=split, seed=seed, levels=levels))]
-
-
-def _load_reference(reference, task: str = "addition"):
-    from ..models import TinyLM
-
-    if reference is None:
-        try:
-            from ..models import load_reference
-        except ImportError:
-            raise RuntimeError("reference: the shipped reference model is not in this build "
-                               "(o1pruner.models.load_reference); pass reference=CHECKPOINT_DIR") from None
-        return load_reference(task)
-    if isinstance(reference, TinyLM):
-        return reference
-    return TinyLM.load(os.fspath(reference), optimizer=False)
-
-
-def _passes(result, task) -> List[Dict[str, Any]]:
-    """Mean verification passes per level of a result on a built-in task."""
-    per: Dict[Any, List[int]] = {}
-    for s in result.samples:
-        per.setdefault(s["bucket"], []).append(task.parse(s["solution"] or "")["n_checks"])
-    return [{"bucket": b, "mean_passes": float(np.mean(v))} for b, v in sorted(per.items())]
-
-
-def _ci(x) -> List[Optional[float]]:
-    return [None if (v is None or (isinstance(v, float) and math.isnan(v))) else float(v) for v in x]
-
-
-def _model_entry(res, row=None, buckets=None, passes=None) -> Dict[str, Any]:
-    d = {"accuracy": res.accuracy, "accuracy_ci": _ci(res.accuracy_ci), "mean_length": res.mean_length,
-         "length_ci": _ci(res.length_ci), "n": res.n, "tokens_per_s": res.tokens_per_s, "eval_seconds": res.seconds}
-    if row is not None:
-        d.update(delta_length=row["delta_length"], delta_length_ci=_ci(row["delta_length_ci"]),
-                 delta_accuracy=row["delta_accuracy"], delta_accuracy_ci=_ci(row["delta_accuracy_ci"]),
-                 aes=row["aes"], aes_ci=_ci(row["aes_ci"]))
-    d["per_level"] = buckets if buckets is not None else [
-        {"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "accuracy_ci": _ci(b["accuracy_ci"]),
-         "mean_length": b["mean_length"], "length_ci": _ci(b["length_ci"])} for b in res.buckets]
-    if passes is not None:
-        pm = {p["bucket"]: p["mean_passes"] for p in passes}
-        for b in d["per_level"]:
-            b["mean_passes"] = pm.get(b["bucket"])
-    return d
-
-
 def _num(v, fmt: str, scale: float = 1.0) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "n/a"
@@ -339,7 +275,7 @@ def format_levels(results: Dict[str, Any]) -> str:
 
 # ---- the demo ----------------------------------------------------------------------------
 
-def _check_settings(s: "DemoSettings") -> None:
+def check_settings(s: "DemoSettings") -> None:
     """Bad demo settings fail at once, naming the setting (not minutes later)."""
     for name in ("n_train", "k", "n_eval", "max_new_tokens", "samples_per_problem", "sft_n", "dpo_n"):
         v = getattr(s, name)
@@ -419,13 +355,13 @@ def run_demo(
     dict
         The content of results.json.
     """
-    from ..pipeline import compare_buckets, difficulty_report, evaluate
-    from ..pipeline import build_dataset, dpo_pairs, presample, sft_shortest_dataset
+    from ..pipeline import difficulty_report
+    from ..pipeline import build_dataset, dpo_pairs, sft_shortest_dataset
     from ..tasks import CharTokenizer, default_eval_split, get_task
     from .._config import get_num_threads
 
     s = settings or DemoSettings.full()
-    _check_settings(s)
+    check_settings(s)
     if plots:
         # an optional need fails now, not after the long work
         from .plots import require_matplotlib
@@ -440,7 +376,7 @@ def run_demo(
     eval_split = s.eval_split or default_eval_split(task)
 
     t = time.perf_counter()
-    ref = _load_reference(reference, s.task)
+    ref = load_reference_model(reference, s.task)
     log(f"reference: {ref!r}")
     nondefault = non_default_options(s)
     if nondefault:
@@ -451,28 +387,9 @@ def run_demo(
     stage["load"] = time.perf_counter() - t
 
     # step 1: pre-sampling
-    t = time.perf_counter()
-    samples_path = os.path.join(out, "samples.jsonl")
-    found = _count_records(samples_path)
-    gen = TinyLMGenerator(ref, tok, max_new_tokens=s.max_new_tokens)
-    samples = presample(gen, train_problems, s.k, tokenizer=tok, template=DEMO_TEMPLATE,
-                        out=samples_path, batch_size=max(1, 512 // s.k), seed=s.seed,
-                        generate_kwargs={"temperature": s.temperature, "top_p": s.top_p}, save_token_ids=True,
-                        progress=progress)
-    stage["presample"] = time.perf_counter() - t
-    acc = float(np.mean([r["correct"] for r in samples]))
-    mlen = float(np.mean([r["length"] for r in samples]))
-    if found:
-        log(f"resumed: pre-sampling found in {samples_path}, {min(found, len(samples))} samples"
-            + (f" ({len(samples) - min(found, len(samples))} drawn now)" if len(samples) > found else " (nothing left to draw)"))
-    if acc == 0:
-        raise RuntimeError(
-            f"pre-sampling: the reference model solved none of its {len(samples)} samples, so the accuracy term of "
-            "the weights is constant and the SFT-shortest baseline has no data; the samples are kept in "
-            f"{samples_path}. Use a stronger reference (--reference), or more problems and samples "
-            "(--set n_train=..., --set k=...)")
-    log(f"pre-sampled {len(samples)} solutions of {s.n_train} problems in {stage['presample']:.0f} s: "
-        f"accuracy {100 * acc:.1f}%, mean length {mlen:.1f}")
+    samples, pre = presample_stage(out, s, ref, train_problems, tok, progress=progress, log=log)
+    stage["presample"] = pre["seconds"]
+    acc, mlen = pre["accuracy"], pre["mean_length"]
 
     # step 2: the weighted dataset and the baseline's
     t = time.perf_counter()
@@ -492,14 +409,9 @@ def run_demo(
     target_steps = None
     for name, data, cfg in (("o1pruner", ds, s.o1pruner), ("sft_shortest", sft_ds, s.sft), ("dpo", dpo_ds, s.dpo)):
         if s.match_steps and target_steps is not None:
-            n_units = len(data)
-            per_epoch = max(1, -(-n_units // cfg.batch_size))
-            cfg = dataclasses.replace(cfg, epochs=max(1, int(round(target_steps / per_epoch))))
-        t = time.perf_counter()
-        m = copy_model(ref)
-        tr = Trainer(m, data, tok, cfg, out_dir=os.path.join(out, name), progress=progress)
-        hist = tr.train()
-        stage[f"train_{name}"] = time.perf_counter() - t
+            cfg = matched_config(cfg, len(data), target_steps)
+        tr, hist, secs = train_stage(ref, data, tok, cfg, os.path.join(out, name), progress=progress)
+        stage[f"train_{name}"] = secs
         if tr.resumed_step is not None:
             log(f"resumed: training of {name} found a checkpoint in {os.path.join(out, name)} at step "
                 f"{tr.resumed_step} of {tr.total_steps}")
@@ -516,23 +428,17 @@ def run_demo(
     evals = {}
     for name, model in (("reference", ref), ("sft_shortest", models["sft_shortest"]), ("dpo", models["dpo"]),
                         ("o1pruner", models["o1pruner"])):
-        t = time.perf_counter()
-        g = TinyLMGenerator(model, tok, max_new_tokens=s.max_new_tokens)
-        res = evaluate(g, eval_problems, name=name, tokenizer=tok, template=DEMO_TEMPLATE, batch_size=512,
-                       generate_kwargs={"temperature": 0.0}, seed=s.seed, progress=progress)
-        stage[f"eval_{name}"] = time.perf_counter() - t
+        res = evaluate_stage(model, name, eval_problems, s, tok, progress=progress)
+        stage[f"eval_{name}"] = res.seconds
         evals[name] = res
         _io.write_jsonl(os.path.join(out, f"eval_{name}.jsonl"),
                         [{k: v for k, v in r.items()} for r in res.samples])
-    rows = _comparison_rows(evals, s.seed)
+    rows = comparison_rows(evals["reference"], {k: evals[k] for k in ("sft_shortest", "dpo", "o1pruner")}, s.seed)
     results: Dict[str, Any] = {
-        "reference": _model_entry(evals["reference"], passes=_passes(evals["reference"], task)),
+        "reference": reference_entry(evals["reference"], task),
     }
     for name in ("sft_shortest", "dpo", "o1pruner"):
-        buckets = compare_buckets(evals["reference"], evals[name])
-        lv = [{"bucket": b["bucket"], "n": b["n"], "accuracy": b["accuracy"], "mean_length": b["mean_length"],
-               "delta_length": b["delta_length"], "delta_accuracy": b["delta_accuracy"]} for b in buckets]
-        results[name] = _model_entry(evals[name], rows[name], lv, passes=_passes(evals[name], task))
+        results[name] = compared_entry(evals["reference"], evals[name], rows[name], task)
     o1 = results["o1pruner"]
     results.update(delta_length=o1["delta_length"], delta_accuracy=o1["delta_accuracy"], aes=o1["aes"])
     results["presample"] = {"samples": len(samples), "accuracy": acc, "mean_length": mlen,
@@ -570,31 +476,3 @@ def run_demo(
         results["seconds"] = time.perf_counter() - t_start
         _io.write_json(os.path.join(out, "results.json"), results, indent=1)
     return results
-
-
-def _count_records(path: str) -> int:
-    """Complete JSONL records in `path` (0 when it does not exist): the
-    earlier work a resumed run finds."""
-    if not os.path.exists(path) or os.path.getsize(path) == 0:
-        return 0
-    try:
-        return len(_io.read_jsonl(path, torn_tail="drop"))
-    except ValueError:
-        return 0  # presample reports what is wrong with it
-
-
-def _comparison_rows(evals, seed) -> Dict[str, Dict[str, Any]]:
-    """compare() rows of the two fine-tuned models; when the reference has
-    accuracy 0 (AES undefined) the deltas are still given and AES is NaN."""
-    from ..pipeline import compare
-
-    ref = evals["reference"]
-    new = {"sft_shortest": evals["sft_shortest"], "dpo": evals["dpo"], "o1pruner": evals["o1pruner"]}
-    if ref.accuracy > 0:
-        return {r["model"]: r for r in compare(ref, new, seed=seed, as_pandas=False).rows}
-    nan2 = (float("nan"), float("nan"))
-    return {k: {"model": k, "delta_length": (v.mean_length - ref.mean_length) / ref.mean_length,
-                "delta_accuracy": v.accuracy - ref.accuracy, "aes": float("nan"), "delta_length_ci": nan2,
-                "delta_accuracy_ci": nan2, "aes_ci": nan2} for k, v in new.items()}
-
-

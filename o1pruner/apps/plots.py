@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["length_histograms", "per_difficulty", "training_curves", "save_figure", "require_matplotlib"]
+__all__ = ["length_histograms", "per_difficulty", "training_curves", "save_figure", "require_matplotlib",
+           "study_tradeoff", "study_levels", "study_lambda_curve"]
 
 _COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
@@ -181,4 +182,100 @@ def training_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]]):
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step", fontsize=9)
     axes[0].legend(frameon=False, fontsize=8)
+    return fig
+
+
+# ---- the study's figures (o1pruner study; arguments: a study.json dict) ----------------------
+
+def _mean_err(st: Mapping[str, Any], scale: float = 100.0):
+    """(mean, [[below], [above]]) of a study statistic; a missing interval
+    draws no bar."""
+    m = st.get("mean")
+    if m is None:
+        return np.nan, np.zeros((2, 1))
+    ci = st.get("ci") or [None, None]
+    if ci[0] is None or ci[1] is None:
+        return scale * m, np.zeros((2, 1))
+    return scale * m, np.array([[scale * (m - ci[0])], [scale * (ci[1] - m)]])
+
+
+def study_tradeoff(study: Mapping[str, Any]):
+    """Accuracy change against length change per arm of a study (means
+    over seeds with their 95% t-intervals as error bars); the reference
+    is the origin."""
+    fig = _figure(7.5, 5.0)
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="black", linewidth=0.7)
+    ax.axvline(0.0, color="black", linewidth=0.7)
+    ax.plot([0], [0], marker="*", color="black", markersize=11, linestyle="none", label="reference")
+    colors = _COLORS + ("#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+    for a, c in zip(study["arms"], colors * 3):
+        s = study["summary"][a["name"]]
+        x, xe = _mean_err(s["delta_length"])
+        y, ye = _mean_err(s["delta_accuracy"])
+        if not np.isfinite(x):
+            continue
+        ax.errorbar([x], [y], xerr=xe, yerr=ye, marker="o", color=c, capsize=3, linestyle="none", label=a["label"])
+    ax.set_xlabel("length change vs reference (%)")
+    ax.set_ylabel("accuracy change (points)")
+    ax.set_title(f"Accuracy vs length, mean over {len(study['seeds'])} seeds (95% t-intervals)")
+    ax.legend(frameon=False, fontsize=7, loc="best")
+    return fig
+
+
+def study_levels(study: Mapping[str, Any]):
+    """Relative length change per difficulty level for each arm of a study
+    (means over seeds with 95% t-intervals): a difficulty-aware method
+    cuts the easy levels more."""
+    levels = list(study["levels"])
+    if not levels:
+        return None
+    fig = _figure(9.0, 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(levels))
+    arms = study["arms"]
+    width = 0.8 / max(1, len(arms))
+    colors = _COLORS + ("#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd")
+    for j, (a, c) in enumerate(zip(arms, colors * 3)):
+        rows = {r["level"]: r for r in study["per_level"][a["name"]]}
+        ms, errs = zip(*[_mean_err(rows[lv]["delta_length"]) if lv in rows else (np.nan, np.zeros((2, 1)))
+                         for lv in levels])
+        off = (j - (len(arms) - 1) / 2) * width
+        ax.bar(x + off, ms, width, color=c, label=a["label"], yerr=np.hstack(errs), capsize=2,
+               error_kw={"linewidth": 0.7})
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [str(lv) for lv in levels])
+    ax.set_xlabel("difficulty level (1 = easiest)")
+    ax.set_ylabel("length change vs reference (%)")
+    ax.set_title("Length cut per level (mean over seeds, 95% t-intervals)")
+    ax.legend(frameon=False, fontsize=7, ncol=2)
+    return fig
+
+
+def study_lambda_curve(study: Mapping[str, Any]):
+    """Length change and accuracy change against lambda (O1-Pruner, the
+    demo's other settings), means over seeds with 95% t-intervals; the
+    ``lam="auto"`` arm, when run, as a horizontal band. None with fewer
+    than two lambdas."""
+    curve = list(study["lambda_curve"])
+    if len(curve) < 2:
+        return None
+    fig = _figure(10.0, 3.8)
+    ax_l, ax_a = fig.subplots(1, 2)
+    lams = np.array([r["lam"] for r in curve], dtype=np.float64)
+    for ax, key, ylab in ((ax_l, "delta_length", "length change (%)"), (ax_a, "delta_accuracy", "accuracy change (points)")):
+        ms, errs = zip(*[_mean_err(r[key]) for r in curve])
+        ax.errorbar(lams, ms, yerr=np.hstack(errs), marker="o", color=_COLORS[0], capsize=3, label="fixed lambda")
+        auto = study["summary"].get("o1pruner_auto")
+        if auto is not None and auto[key]["mean"] is not None:
+            m, e = _mean_err(auto[key])
+            ax.axhline(m, color=_COLORS[1], linestyle="--", linewidth=1, label="lambda = auto")
+            if e.any():
+                ax.axhspan(m - e[0, 0], m + e[1, 0], color=_COLORS[1], alpha=0.15)
+        ax.axhline(0.0, color="black", linewidth=0.7)
+        ax.set_xlabel("lambda")
+        ax.set_ylabel(ylab)
+    ax_l.set_title("Length vs lambda")
+    ax_a.set_title("Accuracy vs lambda")
+    ax_a.legend(frameon=False, fontsize=8)
     return fig

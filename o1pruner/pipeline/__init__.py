@@ -22,7 +22,10 @@ from .evaluate import (
     bootstrap_interval,
     evaluate,
     evaluate_samples,
+    paired_t_interval,
     reference_accuracy,
+    t_interval,
+    t_quantile,
     wilson_interval,
 )
 from .metrics import aes
@@ -52,6 +55,9 @@ __all__ = [
     "reference_accuracy",
     "wilson_interval",
     "bootstrap_interval",
+    "t_quantile",
+    "t_interval",
+    "paired_t_interval",
     "Table",
     "DEFAULT_ACCURACY_BINS",
     "PRESAMPLE_FORMAT",
